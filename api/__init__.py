@@ -1,0 +1,1 @@
+"""The leasing API (FastAPI); reads only published price sheets. Not built yet."""

@@ -1,0 +1,1 @@
+"""Forecasters, backtesting, metrics, registry. Not built yet."""

@@ -1,0 +1,1 @@
+"""Reference rates, cost floors, demand, optimizer, guardrails, price sheets. Not built yet."""

@@ -1,0 +1,1 @@
+"""DuckDB telemetry warehouse: schema + migrations, source adapters, ingest, pool_hourly, calendar."""

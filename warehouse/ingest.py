@@ -1,0 +1,565 @@
+"""Validated, idempotent telemetry ingest: one transaction per file, nothing lost.
+
+For every file: rows in = rows loaded + rows quarantined (each with a reason) + duplicates
+skipped. The same file twice adds nothing (content hash); a corrected re-delivery of a
+node-hour replaces the stored samples of that node-hour (they move to telemetry_superseded).
+A crash mid-file leaves no partial load: the load, the quarantine, the inventory and the log
+row commit together or not at all.
+
+Validation runs as set-based SQL over the whole file (no Python loop over rows), so a 10 M-row
+file costs a few passes in DuckDB.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from warehouse.sources import SOURCES, SourceOptions, SourceReadError, Staged, stage
+
+#: Extensions a directory scan picks up.
+TELEMETRY_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv")
+
+#: Every row-level quarantine reason, with the field its detail shows.
+REASONS: dict[str, str] = {
+    "missing_ts": "ts",
+    "unparseable_ts": "ts",
+    "ts_no_timezone": "ts",
+    "ts_in_future": "ts",
+    "ts_too_old": "ts",
+    "missing_node_id": "node_id",
+    "missing_pool": "pool",
+    "missing_gpu_model": "gpu_model",
+    "missing_gpus_total": "gpus_total",
+    "bad_gpus_total": "gpus_total",
+    "gpus_total_not_positive": "gpus_total",
+    "bad_gpus_allocated": "gpus_allocated",
+    "gpus_allocated_out_of_range": "gpus_allocated",
+    "bad_gpu_util": "gpu_util",
+    "gpu_util_not_finite": "gpu_util",
+    "gpu_util_out_of_range": "gpu_util",
+    "no_measurement": "gpus_allocated",
+    "unknown_node": "node_id",
+    "unknown_pool": "pool",
+    "node_pool_mismatch": "pool",
+    "pool_gpu_model_mismatch": "gpu_model",
+    "conflicting_duplicate_in_file": "ts",
+    # Produced before SQL validation (by the CSV reader or a source adapter):
+    "malformed_csv_line": "",
+    "ambiguous_local_time": "",
+    "unknown_gpu_capacity": "",
+}
+
+#: Errors that mean "this file is unreadable as this source" (logged, the run goes on).
+#: Anything else (a binder error, a bug) rolls back and propagates.
+FILE_ERRORS = (
+    SourceReadError,
+    OSError,
+    ValueError,
+    duckdb.IOException,
+    duckdb.InvalidInputException,
+    duckdb.ConversionException,
+)
+
+NICE_INTERVALS_S = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
+MAX_GPUS_PER_NODE = 100_000  # a "node" may be a whole pool (Helios VC, Philly cluster)
+
+
+@dataclass(frozen=True)
+class IngestRules:
+    """What counts as a valid row. `now` is injectable so tests can pin the clock."""
+
+    future_tolerance_s: int = 600
+    oldest_ts: datetime = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    register_new_nodes: bool = True
+    register_new_pools: bool = True
+    now: datetime | None = None
+
+
+@dataclass
+class FileResult:
+    """The outcome of one file, as written to ingest_log."""
+
+    ingest_id: int
+    path: str
+    source: str
+    status: str
+    rows_in: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+    rows_replaced: int = 0
+    node_hours_replaced: int = 0
+    error: str | None = None
+    note: str | None = None
+    duration_s: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_in == self.rows_loaded + self.rows_quarantined + self.rows_duplicate
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, files under directories (recursive), and glob patterns; sorted, unique."""
+    out: list[Path] = []
+    for p in paths:
+        s = str(p)
+        if any(ch in s for ch in "*?["):
+            matches = sorted(glob.glob(s, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"pattern {s!r} matches no file")
+            out.extend(Path(m) for m in matches if Path(m).is_file())
+        elif Path(s).is_dir():
+            out.extend(
+                f for f in sorted(Path(s).rglob("*")) if f.is_file() and f.name.lower().endswith(TELEMETRY_SUFFIXES)
+            )
+        else:
+            out.append(Path(s))  # a missing file is reported per file, not here
+    return list(dict.fromkeys(out))
+
+
+def file_hash(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence | None = None):
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def mark_aborted(con: duckdb.DuckDBPyConnection) -> int:
+    """Log rows left 'running' by a killed process: their transaction never committed."""
+    n = _one(con, "SELECT count(*) FROM ingest_log WHERE status = 'running'")[0]
+    if n:
+        con.execute(
+            "UPDATE ingest_log SET status = 'aborted', finished_at = now(), "
+            "error = 'process died before the file committed; nothing of it was loaded' WHERE status = 'running'"
+        )
+    return int(n)
+
+
+def _start_log(con, kind: str, source: str, path: Path, digest: str | None, size: int | None) -> int:
+    ingest_id = _one(con, "SELECT nextval('ingest_id_seq')")[0]
+    con.execute(
+        "INSERT INTO ingest_log (ingest_id, kind, source, file_path, content_hash, size_bytes, status, started_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'running', now())",
+        [ingest_id, kind, source, str(path), digest, size],
+    )
+    return int(ingest_id)
+
+
+def _finish_log(con, r: FileResult) -> None:
+    con.execute(
+        "UPDATE ingest_log SET status = ?, rows_in = ?, rows_loaded = ?, rows_quarantined = ?, rows_duplicate = ?, "
+        "rows_replaced = ?, node_hours_replaced = ?, error = ?, note = ?, finished_at = now(), duration_s = ? "
+        "WHERE ingest_id = ?",
+        [
+            r.status, r.rows_in, r.rows_loaded, r.rows_quarantined, r.rows_duplicate, r.rows_replaced,
+            r.node_hours_replaced, r.error, r.note, r.duration_s, r.ingest_id,
+        ],
+    )
+
+
+def _ts_sql(ts_type: str) -> tuple[str, str]:
+    """(parsed timestamptz expression, has-timezone predicate) for the staged `ts` column type."""
+    t = ts_type.upper()
+    if t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ":
+        return "ts", "TRUE"
+    if t.startswith("TIMESTAMP") or t == "DATE":
+        return "NULL::TIMESTAMPTZ", "FALSE"
+    if t == "VARCHAR":
+        iso_tz = r"^\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|UTC|[+-]\d{2}(:?\d{2})?)\s*$"
+        return "TRY_CAST(ts AS TIMESTAMPTZ)", f"regexp_matches(ts, '{iso_tz}')"
+    return "NULL::TIMESTAMPTZ", "TRUE"
+
+
+def _parse_sql(staged: Staged, default_source: str, rules: IngestRules, now: datetime, tag: str) -> str:
+    """View `parsed_<tag>`: typed values + the first row-level check each record fails (NULL: none)."""
+    ts_p, has_tz = _ts_sql(staged.ts_type)
+    future = now + timedelta(seconds=rules.future_tolerance_s)
+    src = default_source.replace("'", "''")
+    return f"""
+    CREATE TEMP VIEW parsed_{tag} AS
+    SELECT _k, row_number, ts_p AS ts, node_id, pool, gpu_model, total_d, alloc_d, util_d, source, quality_flag,
+      CASE
+        WHEN ts_raw_null THEN 'missing_ts'
+        WHEN NOT has_tz THEN 'ts_no_timezone'
+        WHEN ts_p IS NULL THEN 'unparseable_ts'
+        WHEN ts_p > TIMESTAMPTZ '{future.isoformat()}' THEN 'ts_in_future'
+        WHEN ts_p < TIMESTAMPTZ '{rules.oldest_ts.isoformat()}' THEN 'ts_too_old'
+        WHEN node_id IS NULL OR trim(node_id) = '' THEN 'missing_node_id'
+        WHEN pool IS NULL OR trim(pool) = '' THEN 'missing_pool'
+        WHEN gpu_model IS NULL OR trim(gpu_model) = '' THEN 'missing_gpu_model'
+        WHEN total_raw_null THEN 'missing_gpus_total'
+        WHEN total_d IS NULL OR isinf(total_d) OR isnan(total_d) OR total_d <> floor(total_d)
+             OR total_d > {MAX_GPUS_PER_NODE} THEN 'bad_gpus_total'
+        WHEN total_d <= 0 THEN 'gpus_total_not_positive'
+        WHEN NOT alloc_raw_null AND (alloc_d IS NULL OR isinf(alloc_d) OR isnan(alloc_d) OR alloc_d <> floor(alloc_d))
+             THEN 'bad_gpus_allocated'
+        WHEN alloc_d < 0 OR alloc_d > total_d THEN 'gpus_allocated_out_of_range'
+        WHEN NOT util_raw_null AND util_d IS NULL THEN 'bad_gpu_util'
+        WHEN isnan(util_d) OR isinf(util_d) THEN 'gpu_util_not_finite'
+        WHEN util_d < 0 OR util_d > 100 THEN 'gpu_util_out_of_range'
+        WHEN alloc_raw_null AND util_raw_null THEN 'no_measurement'
+      END AS reason
+    FROM (
+      SELECT _k, row_number,
+        ts IS NULL AS ts_raw_null, {has_tz} AS has_tz, {ts_p} AS ts_p,
+        node_id::VARCHAR AS node_id, pool::VARCHAR AS pool, gpu_model::VARCHAR AS gpu_model,
+        gpus_total IS NULL AS total_raw_null, TRY_CAST(gpus_total AS DOUBLE) AS total_d,
+        gpus_allocated IS NULL AS alloc_raw_null, TRY_CAST(gpus_allocated AS DOUBLE) AS alloc_d,
+        gpu_util IS NULL AS util_raw_null, TRY_CAST(gpu_util AS DOUBLE) AS util_d,
+        coalesce(nullif(source::VARCHAR, ''), '{src}') AS source,
+        nullif(quality_flag::VARCHAR, '') AS quality_flag
+      FROM {staged.relation}
+    )
+    """
+
+
+def _prepare(con, staged: Staged, default_source: str, rules: IngestRules, now: datetime, tag: str) -> None:
+    """Create parsed_<tag>, x_<tag> (records excluded from the load: quarantined or duplicate)
+    and ok_<tag> (what would load now). Only excluded records are ever materialized."""
+    con.execute(_parse_sql(staged, default_source, rules, now, tag))
+    con.execute(f"""
+        CREATE TEMP TABLE x_{tag} AS
+        SELECT _k, reason, NULL::VARCHAR AS detail, FALSE AS dup FROM parsed_{tag} WHERE reason IS NOT NULL
+    """)
+    con.execute(f"""
+        CREATE TEMP VIEW ok_{tag} AS
+        SELECT * EXCLUDE (reason) FROM parsed_{tag}
+        WHERE reason IS NULL AND _k NOT IN (SELECT _k FROM x_{tag})
+    """)
+
+
+def _check_inventory(con, tag: str, rules: IngestRules) -> None:
+    """Quarantine rows whose node or pool contradicts the inventory (or, for new ones, the file's majority)."""
+    ok, x = f"ok_{tag}", f"x_{tag}"
+    new_nodes, new_pools = rules.register_new_nodes, rules.register_new_pools
+    con.execute(f"""
+        CREATE TEMP TABLE nexp_{tag} AS
+        SELECT s.node_id, coalesce(n.pool, s.pool_mode) AS exp_pool, n.node_id IS NULL AS is_new,
+               (n.node_id IS NULL AND NOT {new_nodes}) OR s.n_pools > 1
+               OR s.pool_mode <> coalesce(n.pool, s.pool_mode) AS bad
+        FROM (SELECT node_id, mode(pool) AS pool_mode, count(DISTINCT pool) AS n_pools
+              FROM {ok} GROUP BY node_id) s
+        LEFT JOIN nodes n USING (node_id)
+    """)
+    if _one(con, f"SELECT count(*) FROM nexp_{tag} WHERE bad")[0]:
+        con.execute(f"""
+            INSERT INTO {x}
+            SELECT o._k,
+              CASE WHEN e.is_new AND NOT {new_nodes} THEN 'unknown_node' ELSE 'node_pool_mismatch' END,
+              CASE WHEN e.is_new AND NOT {new_nodes}
+                   THEN 'node ' || e.node_id || ' is not in the inventory (register_new_nodes is off)'
+                   ELSE 'node ' || e.node_id || ' belongs to pool ' || e.exp_pool || ', row says ' || o.pool END,
+              FALSE
+            FROM {ok} o JOIN nexp_{tag} e USING (node_id)
+            WHERE e.bad AND (o.pool <> e.exp_pool OR (e.is_new AND NOT {new_nodes}))
+        """)
+    con.execute(f"""
+        CREATE TEMP TABLE pexp_{tag} AS
+        SELECT s.pool, coalesce(p.gpu_model, s.gm_mode) AS exp_gm, p.pool IS NULL AS is_new,
+               (p.pool IS NULL AND NOT {new_pools}) OR s.n_gm > 1
+               OR s.gm_mode <> coalesce(p.gpu_model, s.gm_mode) AS bad
+        FROM (SELECT pool, mode(gpu_model) AS gm_mode, count(DISTINCT gpu_model) AS n_gm
+              FROM {ok} GROUP BY pool) s
+        LEFT JOIN pools p USING (pool)
+    """)
+    if _one(con, f"SELECT count(*) FROM pexp_{tag} WHERE bad")[0]:
+        con.execute(f"""
+            INSERT INTO {x}
+            SELECT o._k,
+              CASE WHEN e.is_new AND NOT {new_pools} THEN 'unknown_pool' ELSE 'pool_gpu_model_mismatch' END,
+              CASE WHEN e.is_new AND NOT {new_pools}
+                   THEN 'pool ' || e.pool || ' is not in the inventory (register_new_pools is off)'
+                   ELSE 'pool ' || e.pool || ' holds ' || e.exp_gm || ' GPUs, row says ' || o.gpu_model END,
+              FALSE
+            FROM {ok} o JOIN pexp_{tag} e USING (pool)
+            WHERE e.bad AND (o.gpu_model <> e.exp_gm OR (e.is_new AND NOT {new_pools}))
+        """)
+
+
+_VALUES = "pool, gpu_model, total_d, alloc_d, util_d, quality_flag"
+
+
+def _check_duplicates_in_file(con, tag: str) -> None:
+    """Same node and ts twice in one file: identical -> duplicate; different -> quarantine all of them.
+
+    A first pass groups on one 64-bit hash of (node_id, ts), which is cheap; only the rare
+    candidates are then compared exactly.
+    """
+    ok, x = f"ok_{tag}", f"x_{tag}"
+    con.execute(f"""
+        CREATE TEMP TABLE dh_{tag} AS
+        SELECT h FROM (SELECT hash(node_id, ts) AS h FROM {ok}) GROUP BY h HAVING count(*) > 1
+    """)
+    if not _one(con, f"SELECT count(*) FROM dh_{tag}")[0]:
+        return
+    con.execute(f"""
+        CREATE TEMP TABLE dk_{tag} AS
+        SELECT node_id, ts, count(DISTINCT hash({_VALUES})) AS n_values, min(_k) AS first_k
+        FROM {ok} WHERE hash(node_id, ts) IN (SELECT h FROM dh_{tag})
+        GROUP BY node_id, ts HAVING count(*) > 1
+    """)
+    con.execute(f"""
+        INSERT INTO {x}
+        SELECT o._k,
+          CASE WHEN d.n_values > 1 THEN 'conflicting_duplicate_in_file' END,
+          CASE WHEN d.n_values > 1
+               THEN 'node ' || d.node_id || ' has ' || d.n_values || ' different samples at this ts in the file' END,
+          d.n_values = 1
+        FROM {ok} o JOIN dk_{tag} d ON o.node_id = d.node_id AND o.ts = d.ts
+        WHERE d.n_values > 1 OR o._k <> d.first_k
+    """)
+
+
+def _reconcile_with_stored(con, tag: str, ingest_id: int) -> tuple[int, int, str | None]:
+    """Rows already stored: identical -> duplicate; any difference in a node-hour -> replace that node-hour.
+
+    Returns (stored samples superseded, node-hours replaced, note).
+    """
+    ok, x = f"ok_{tag}", f"x_{tag}"
+    lo, hi = _one(con, f"SELECT min(ts), max(ts) FROM {ok}")
+    if lo is None:
+        return 0, 0, None
+    bounds = [lo, hi]
+    stored = _one(
+        con,
+        f"SELECT count(*) FROM telemetry WHERE ts BETWEEN ? AND ? "
+        f"AND node_id IN (SELECT node_id FROM nexp_{tag} WHERE NOT is_new)",
+        bounds,
+    )[0]
+    if not stored:
+        return 0, 0, None
+    con.execute(f"""
+        CREATE TEMP TABLE ovl_{tag} AS
+        SELECT c._k, c.node_id, date_trunc('hour', c.ts) AS hour,
+               (t.pool = c.pool AND t.gpu_model = c.gpu_model AND t.gpus_total = c.total_d
+                AND t.gpus_allocated IS NOT DISTINCT FROM c.alloc_d AND t.gpu_util IS NOT DISTINCT FROM c.util_d
+                AND t.quality_flag IS NOT DISTINCT FROM c.quality_flag) AS same
+        FROM {ok} c JOIN telemetry t ON t.node_id = c.node_id AND t.ts = c.ts
+        WHERE t.ts BETWEEN ? AND ?
+    """, bounds)
+    con.execute(f"CREATE TEMP TABLE rep_{tag} AS SELECT DISTINCT node_id, hour FROM ovl_{tag} WHERE NOT same")
+    con.execute(f"""
+        INSERT INTO {x}
+        SELECT o._k, NULL, NULL, TRUE FROM ovl_{tag} o
+        WHERE o.same AND NOT EXISTS (SELECT 1 FROM rep_{tag} r WHERE r.node_id = o.node_id AND r.hour = o.hour)
+    """)
+    n_hours = _one(con, f"SELECT count(*) FROM rep_{tag}")[0]
+    if not n_hours:
+        return 0, 0, None
+    span = [lo - timedelta(hours=1), hi + timedelta(hours=1)]
+    con.execute(f"""
+        INSERT INTO telemetry_superseded
+        SELECT t.*, {ingest_id} FROM telemetry t JOIN rep_{tag} r
+          ON t.node_id = r.node_id AND date_trunc('hour', t.ts) = r.hour
+        WHERE t.ts BETWEEN ? AND ?
+    """, span)
+    replaced = _one(con, f"SELECT count(*) FROM telemetry_superseded WHERE superseded_by = {ingest_id}")[0]
+    con.execute(f"""
+        DELETE FROM telemetry USING rep_{tag} r
+        WHERE telemetry.node_id = r.node_id AND date_trunc('hour', telemetry.ts) = r.hour
+          AND telemetry.ts BETWEEN ? AND ?
+    """, span)
+    note = f"late data: replaced {replaced} stored samples in {n_hours} node-hour(s) with this file's samples"
+    return int(replaced), int(n_hours), note
+
+
+def _load(con, tag: str, ingest_id: int, default_interval_s: int | None) -> None:
+    """Insert the good rows; update the inventory and the hours pool_hourly must refresh."""
+    ok = f"ok_{tag}"
+    con.execute(f"""
+        INSERT INTO telemetry
+        SELECT ts, node_id, pool, gpu_model, total_d::INTEGER, alloc_d::INTEGER, util_d, source, quality_flag, {ingest_id}
+        FROM {ok}
+    """)
+    # Good rows are unique per (node_id, ts) by now, so count(*) is the number of distinct samples.
+    con.execute(f"""
+        CREATE TEMP TABLE ns_{tag} AS
+        SELECT node_id, any_value(pool) AS pool, any_value(gpu_model) AS gpu_model,
+               arg_max(total_d, ts)::INTEGER AS gpus_total, count(*) AS n, min(ts) AS lo, max(ts) AS hi,
+               any_value(source) AS source
+        FROM {ok} GROUP BY node_id
+    """)
+    nice = "[" + ", ".join(str(v) for v in NICE_INTERVALS_S) + "]"
+    fallback = int(default_interval_s or 60)
+    con.execute(f"""
+        INSERT INTO nodes
+        SELECT node_id, pool, gpu_model, gpus_total,
+               CASE WHEN n > 1 THEN coalesce(list_max(list_filter({nice},
+                    lambda v: v <= 1.01 * (epoch(hi) - epoch(lo)) / (n - 1))), 1)
+                    ELSE {fallback} END,
+               lo, hi, source
+        FROM ns_{tag}
+        ON CONFLICT (node_id) DO UPDATE SET
+          gpus_total = CASE WHEN excluded.last_seen >= nodes.last_seen THEN excluded.gpus_total ELSE nodes.gpus_total END,
+          sample_interval_s = least(nodes.sample_interval_s, excluded.sample_interval_s),
+          first_seen = least(nodes.first_seen, excluded.first_seen),
+          last_seen = greatest(nodes.last_seen, excluded.last_seen)
+    """)
+    con.execute(f"""
+        INSERT INTO pools
+        SELECT pool, any_value(gpu_model), min(lo), max(hi) FROM ns_{tag} GROUP BY pool
+        ON CONFLICT (pool) DO UPDATE SET
+          first_seen = least(pools.first_seen, excluded.first_seen),
+          last_seen = greatest(pools.last_seen, excluded.last_seen)
+    """)
+    # Every hour between a pool's first and last new sample is refreshed: a superset of the
+    # hours that changed (harmless, the refresh is a recompute) found without a pass over the rows.
+    con.execute(f"""
+        INSERT INTO pool_hourly_dirty
+        SELECT pool, unnest(range(date_trunc('hour', min(lo)), max(hi) + INTERVAL 1 MICROSECOND, INTERVAL 1 HOUR))
+        FROM ns_{tag} GROUP BY pool
+    """)
+
+
+def _quarantine(con, tag: str, staged: Staged, ingest_id: int, source: str, path: Path) -> None:
+    detail_cases = " ".join(
+        f"WHEN '{reason}' THEN '{fld}=' || coalesce(CAST(s.\"{fld}\" AS VARCHAR), 'null')"
+        for reason, fld in REASONS.items()
+        if fld
+    )
+    con.execute(f"""
+        INSERT INTO quarantine
+        SELECT {ingest_id}, ?, ?, s.row_number, c.reason,
+               coalesce(c.detail, CASE c.reason {detail_cases} END), json_remove(json_remove(to_json(s), '$._k'), '$.row_number')::VARCHAR, now()
+        FROM x_{tag} c JOIN {staged.relation} s ON s._k = c._k
+        WHERE c.reason IS NOT NULL
+    """, [source, str(path)])
+    if staged.rejects:
+        table = pa.table({
+            "row_number": pa.array([r[0] for r in staged.rejects], pa.int64()),
+            "reason": [r[1] for r in staged.rejects],
+            "detail": [r[2] for r in staged.rejects],
+            "raw": [r[3] for r in staged.rejects],
+        })
+        con.register(f"rej_{tag}", table)
+        con.execute(
+            f"INSERT INTO quarantine SELECT {ingest_id}, ?, ?, row_number, reason, detail, raw, now() FROM rej_{tag}",
+            [source, str(path)],
+        )
+        con.unregister(f"rej_{tag}")
+
+
+def _cleanup(con, tag: str, staged: Staged | None) -> None:
+    for name in ("ok", "parsed"):
+        con.execute(f"DROP VIEW IF EXISTS {name}_{tag}")
+    for name in ("x", "nexp", "pexp", "dh", "dk", "ovl", "rep", "ns"):
+        con.execute(f"DROP TABLE IF EXISTS {name}_{tag}")
+    for obj in staged.to_drop if staged else []:
+        kind, name = obj.split(" ", 1)
+        if kind == "ARROW":
+            con.unregister(name)
+        else:
+            con.execute(f"DROP {kind} IF EXISTS {name}")
+
+
+def ingest_file(
+    con: duckdb.DuckDBPyConnection,
+    path: str | Path,
+    source: str = "canonical",
+    options: SourceOptions | None = None,
+    rules: IngestRules | None = None,
+    force: bool = False,
+    on_begin: Callable[[Path], None] | None = None,
+) -> FileResult:
+    """Ingest one file. Never raises for bad data: the outcome is in the result and in ingest_log."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; known sources: {', '.join(SOURCES)}")
+    path = Path(path)
+    options = options or SourceOptions()
+    rules = rules or IngestRules()
+    now = rules.now or datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    digest = size = None
+    if path.is_file():
+        digest, size = file_hash(path), path.stat().st_size
+    ingest_id = _start_log(con, "telemetry", source, path, digest, size)
+    result = FileResult(ingest_id=ingest_id, path=str(path), source=source, status="running")
+
+    if digest is not None and not force:
+        prev = _one(
+            con,
+            "SELECT ingest_id, rows_in FROM ingest_log WHERE kind = 'telemetry' AND source = ? AND content_hash = ? "
+            "AND status = 'loaded' ORDER BY ingest_id LIMIT 1",
+            [source, digest],
+        )
+        if prev is not None:
+            result.status = "skipped_same_file"
+            result.rows_in = result.rows_duplicate = int(prev[1] or 0)
+            result.note = f"same content as ingest {prev[0]}: every row is a duplicate, nothing read"
+            result.duration_s = time.perf_counter() - t0
+            _finish_log(con, result)
+            return result
+
+    tag = f"i{ingest_id}"
+    staged: Staged | None = None
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if on_begin is not None:
+            on_begin(path)
+        staged = stage(con, source, path, options, tag)
+        _prepare(con, staged, source, rules, now, tag)
+        _check_inventory(con, tag, rules)
+        _check_duplicates_in_file(con, tag)
+        replaced, n_hours, note = _reconcile_with_stored(con, tag, ingest_id)
+        _load(con, tag, ingest_id, staged.interval_s)
+        _quarantine(con, tag, staged, ingest_id, source, path)
+        n_in = _one(con, f"SELECT count(*) FROM {staged.relation}")[0]
+        n_q, n_dup = _one(con, f"SELECT count(*) FILTER (WHERE reason IS NOT NULL), count(*) FILTER (WHERE dup) FROM x_{tag}")
+        reasons = dict(con.execute(
+            f"SELECT reason, count(*) FROM quarantine WHERE ingest_id = {ingest_id} GROUP BY reason ORDER BY reason"
+        ).fetchall())
+        n_rej = len(staged.rejects)
+        result.status = "loaded"
+        result.rows_in = int(n_in) + n_rej
+        result.rows_quarantined = int(n_q) + n_rej
+        result.rows_duplicate = int(n_dup)
+        result.rows_loaded = result.rows_in - result.rows_quarantined - result.rows_duplicate
+        result.rows_replaced, result.node_hours_replaced, result.note = replaced, n_hours, note
+        result.reasons = {k: int(v) for k, v in reasons.items()}
+        result.duration_s = time.perf_counter() - t0
+        _finish_log(con, result)
+        _cleanup(con, tag, staged)
+        con.execute("COMMIT")
+    except FILE_ERRORS as exc:
+        con.execute("ROLLBACK")
+        _cleanup(con, tag, staged)
+        message = str(exc) if isinstance(exc, SourceReadError) else f"{path}: {type(exc).__name__}: {exc}"
+        result.status, result.error = "failed", message.splitlines()[0][:2000]
+        result.duration_s = time.perf_counter() - t0
+        _finish_log(con, result)
+    except BaseException:
+        con.execute("ROLLBACK")  # a bug, not bad data: nothing of the file lands, and it surfaces
+        raise
+    return result
+
+
+def ingest_files(
+    con: duckdb.DuckDBPyConnection,
+    paths: Iterable[str | Path],
+    source: str = "canonical",
+    options: SourceOptions | None = None,
+    rules: IngestRules | None = None,
+    force: bool = False,
+    on_file: Callable[[FileResult], None] | None = None,
+) -> list[FileResult]:
+    """Ingest files one after another; a file that fails stops nothing else."""
+    mark_aborted(con)
+    results = []
+    for p in paths:
+        r = ingest_file(con, p, source=source, options=options, rules=rules, force=force)
+        results.append(r)
+        if on_file is not None:
+            on_file(r)
+    return results
