@@ -391,15 +391,21 @@ def _load(con, tag: str, ingest_id: int, default_interval_s: int | None) -> None
                any_value(source) AS source
         FROM {ok} GROUP BY node_id
     """)
+    # The sampling interval drives coverage. Adapters of fixed-rate sources declare it; for
+    # canonical files it is estimated per node as span / (samples - 1), snapped down to a
+    # round interval when within 5 % of one (gaps only ever lengthen the estimate); a lone
+    # sample counts as hourly, and a node keeps the shortest interval any file showed.
     nice = "[" + ", ".join(str(v) for v in NICE_INTERVALS_S) + "]"
-    fallback = int(default_interval_s or 60)
+    raw = "(epoch(hi) - epoch(lo)) / (n - 1)"
+    estimate = (
+        f"CASE WHEN n < 2 THEN 3600 ELSE coalesce(list_max(list_filter({nice}, lambda v: v <= 1.05 * {raw} "
+        f"AND v >= 0.95 * {raw})), greatest(1, round({raw}))) END"
+    )
+    interval = str(int(default_interval_s)) if default_interval_s else estimate
     con.execute(f"""
         INSERT INTO nodes
-        SELECT node_id, pool, gpu_model, gpus_total,
-               CASE WHEN n > 1 THEN coalesce(list_max(list_filter({nice},
-                    lambda v: v <= 1.01 * (epoch(hi) - epoch(lo)) / (n - 1))), 1)
-                    ELSE {fallback} END,
-               lo, hi, source
+        SELECT node_id, pool, gpu_model, gpus_total, {interval},
+        lo, hi, source
         FROM ns_{tag}
         ON CONFLICT (node_id) DO UPDATE SET
           gpus_total = CASE WHEN excluded.last_seen >= nodes.last_seen THEN excluded.gpus_total ELSE nodes.gpus_total END,

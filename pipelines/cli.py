@@ -1,0 +1,267 @@
+"""The `idlecap` command line: thin wrappers that call the flows and print readable tables."""
+from __future__ import annotations
+
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines.settings import Settings, apply_process_env, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+calendar_app = typer.Typer(no_args_is_help=True, help="Training-cycle calendar (planned internal runs).")
+app.add_typer(calendar_app, name="calendar")
+console = Console()
+if not console.is_terminal:  # piped or logged: don't squeeze tables into 80 columns
+    console = Console(width=160)
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+def _settings(config: Optional[Path]) -> Settings:
+    s = load_settings(config)
+    apply_process_env(s)
+    return s
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="settings TOML (default ./idlecap.toml if present)")
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 10 else f"{v:,.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if hasattr(v, "strftime"):
+        try:
+            return v.strftime("%Y-%m-%d %H:%M")
+        except ValueError:
+            return str(v)
+    return str(v)
+
+
+def print_frame(df, title: str, max_rows: int = 60) -> None:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for c in df.columns:
+        t.add_column(str(c), justify="right" if df[c].dtype.kind in "iuf" else "left")
+    for row in df.head(max_rows).itertuples(index=False):
+        t.add_row(*[_fmt(v.item() if hasattr(v, "item") else v) for v in row])
+    console.print(t)
+    if len(df) > max_rows:
+        console.print(f"[dim]... {len(df) - max_rows} more row(s)[/dim]")
+
+
+def _run_with_progress(label: str, fn, *args, **kwargs):
+    """Run a flow with a rich progress bar fed by pipelines.progress events."""
+    from pipelines.progress import reporting
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"), console=console, transient=False,
+    ) as progress:
+        bar = progress.add_task(label, total=None, last="")
+
+        def on_event(event: str, payload: Any) -> None:
+            if event == "files":
+                progress.update(bar, total=payload)
+            elif event == "file":
+                progress.update(bar, advance=1, last=f"{Path(payload.path).name}: {payload.status}")
+
+        with reporting(on_event):
+            return fn(*args, **kwargs)
+
+
+def _ingest_table(results: list[dict], title: str) -> None:
+    import pandas as pd
+
+    if not results:
+        console.print("[yellow]no files matched[/yellow]")
+        return
+    df = pd.DataFrame(results)
+    df["file"] = df["path"].map(lambda p: Path(p).name)
+    cols = {"file": "file", "status": "status", "rows_in": "in", "rows_loaded": "loaded",
+            "rows_quarantined": "quarantined", "rows_duplicate": "duplicate", "rows_replaced": "replaced"}
+    print_frame(df[list(cols)].rename(columns=cols), title, max_rows=25)
+    for r in results:
+        if r["error"]:
+            console.print(f"[red]failed[/red] {r['path']}: {r['error']}")
+        if r.get("reasons"):
+            reasons = ", ".join(f"{k}={v}" for k, v in r["reasons"].items())
+            console.print(f"[yellow]quarantined[/yellow] {Path(r['path']).name}: {reasons}")
+        if r.get("note") and r["status"] == "loaded":
+            console.print(f"[cyan]note[/cyan] {Path(r['path']).name}: {r['note']}")
+
+
+@app.command()
+def ingest(
+    paths: list[str] = typer.Argument(..., help="files, directories or glob patterns"),
+    source: str = typer.Option("canonical", "--source", "-s",
+                               help="canonical | helios | philly | alibaba-genai | alibaba-spot"),
+    force: bool = typer.Option(False, help="re-read files already loaded (rows are still de-duplicated)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Validate and load telemetry files into the warehouse, then refresh pool_hourly."""
+    from warehouse.sources import SOURCES
+
+    if source not in SOURCES:
+        raise typer.BadParameter(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}", param_hint="--source")
+    s = _settings(config)
+    from pipelines.ingest_flow import ingest_telemetry
+
+    out = _run_with_progress("ingest", ingest_telemetry, paths=list(paths), source=source, force=force, settings=s)
+    _ingest_table(out["files"], f"ingest ({source})")
+    t = out["totals"]
+    console.print(
+        f"rows in {t['rows_in']:,} = loaded {t['rows_loaded']:,} + quarantined {t['rows_quarantined']:,} "
+        f"+ duplicate {t['rows_duplicate']:,}; replaced {t['rows_replaced']:,} stored samples; "
+        f"pool_hourly: {out['pool_hourly']['hours_refreshed']:,} pool-hours refreshed"
+    )
+    if out["by_status"].get("failed"):
+        raise typer.Exit(code=2)
+
+
+@calendar_app.command("ingest")
+def calendar_ingest(
+    paths: list[str] = typer.Argument(..., help="plan files (CSV/Parquet)"),
+    force: bool = typer.Option(False),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Load planned internal runs (each row one version of a run's plan, with known_at)."""
+    s = _settings(config)
+    from pipelines.ingest_flow import ingest_calendar
+
+    out = _run_with_progress("calendar", ingest_calendar, paths=list(paths), force=force, settings=s)
+    _ingest_table(out["files"], "calendar")
+    if any(r["status"] == "failed" for r in out["files"]):
+        raise typer.Exit(code=2)
+
+
+@calendar_app.command("show")
+def calendar_show(
+    as_of: Optional[datetime] = typer.Option(None, help="show the plan as known at this UTC time (default: newest)"),
+    pool: Optional[list[str]] = typer.Option(None),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """The plan as known at a point in time (what a backtest at that origin may see)."""
+    from warehouse.calendar import current_plan, plan_as_of
+    from warehouse.db import connect
+
+    s = _settings(config)
+    con = connect(s.duckdb_path, read_only=True)
+    if as_of is None:
+        df = current_plan(con, pool)
+    else:
+        df = plan_as_of(con, as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc), pool)
+    print_frame(df, f"plan as of {as_of or 'now'}")
+
+
+@app.command()
+def refresh(
+    rebuild: bool = typer.Option(False, help="recompute every hour instead of only the changed ones"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Refresh pool_hourly for the hours whose telemetry changed."""
+    from warehouse import pool_hourly
+    from warehouse.db import connect
+
+    s = _settings(config)
+    con = connect(s.duckdb_path)
+    fn = pool_hourly.rebuild if rebuild else pool_hourly.refresh
+    r = fn(con, s.ingest.idle_util_threshold)
+    console.print(f"{r.hours_refreshed:,} pool-hours refreshed, {r.rows_written:,} rows written")
+
+
+@app.command()
+def status(config: Optional[Path] = ConfigOpt) -> None:
+    """Per pool: rows, nodes, span, hours present and missing, coverage; ingest and quarantine totals."""
+    from warehouse import status as st
+    from warehouse.db import connect
+
+    s = _settings(config)
+    if not Path(s.duckdb_path).exists():
+        console.print(f"[yellow]no warehouse at {s.duckdb_path} yet: run `idlecap ingest` first[/yellow]")
+        raise typer.Exit(code=1)
+    con = connect(s.duckdb_path, read_only=True)
+    print_frame(st.pool_status(con), f"pools ({s.duckdb_path})")
+    print_frame(st.ingest_status(con), "ingest log")
+    q = st.quarantine_status(con)
+    if len(q):
+        print_frame(q, "quarantine (see `idlecap quarantine` for rows)")
+    f = st.failed_files(con)
+    if len(f):
+        print_frame(f, "failed / aborted files")
+
+
+@app.command()
+def quarantine(
+    reason: Optional[str] = typer.Option(None),
+    limit: int = typer.Option(20),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Show quarantined rows: file, row, reason, detail and the raw row."""
+    from warehouse.db import connect
+
+    s = _settings(config)
+    con = connect(s.duckdb_path, read_only=True)
+    df = con.execute(
+        "SELECT ingest_id, source_file, row_number, reason, detail, raw FROM quarantine "
+        "WHERE ? IS NULL OR reason = ? ORDER BY ingest_id, row_number LIMIT ?",
+        [reason, reason, limit],
+    ).df()
+    print_frame(df, "quarantined rows")
+
+
+@app.command()
+def generate(
+    out_dir: Path = typer.Argument(..., help="where to write telemetry/, calendar.csv, fleet.csv"),
+    pools: int = typer.Option(4),
+    nodes_per_pool: int = typer.Option(16),
+    gpus_per_node: int = typer.Option(8),
+    days: int = typer.Option(28),
+    interval_s: int = typer.Option(60),
+    seed: int = typer.Option(0),
+    start: datetime = typer.Option(datetime(2026, 1, 5), help="first day (UTC)"),
+    file_per: str = typer.Option("day", help="day | single | node-day"),
+) -> None:
+    """Write a deterministic synthetic fleet: canonical telemetry + a training calendar that drives it."""
+    from warehouse.synthetic import FleetSpec, write_fleet
+
+    spec = FleetSpec(pools=pools, nodes_per_pool=nodes_per_pool, gpus_per_node=gpus_per_node,
+                     start=start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start,
+                     days=days, interval_s=interval_s, seed=seed)
+    with console.status("generating fleet"):
+        files = write_fleet(spec, out_dir, file_per=file_per)
+    console.print(f"wrote {files.rows:,} telemetry rows in {len(files.telemetry):,} file(s) under {out_dir}; "
+                  f"calendar: {files.calendar}")
+
+
+@app.command()
+def demo(config: Optional[Path] = ConfigOpt) -> None:
+    """The main job on the embedded defaults and the bundled sample (Helios Earth, 16 pools)."""
+    sample = SAMPLE_DIR / "helios_earth_sample.parquet"
+    if not sample.exists():
+        console.print(f"[red]bundled sample {sample} is missing[/red]")
+        raise typer.Exit(code=1)
+    console.rule("idlecap demo: ingest the bundled Helios Earth sample")
+    ingest([str(sample)], source="canonical", force=False, config=config)
+    console.rule("status")
+    status(config=config)
+    s = load_settings(config)
+    console.print(f"warehouse: {s.duckdb_path} (re-run `make demo`: the same file is skipped, nothing changes)")
+
+
+def main() -> None:
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    app()
+
+
+if __name__ == "__main__":
+    main()
