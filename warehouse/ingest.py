@@ -68,6 +68,8 @@ FILE_ERRORS = (
     duckdb.ConversionException,
 )
 
+SMALL_FILE_ROWS = 200_000
+
 NICE_INTERVALS_S = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
 MAX_GPUS_PER_NODE = 100_000  # a "node" may be a whole pool (Helios VC, Philly cluster)
 
@@ -169,31 +171,34 @@ def _finish_log(con, r: FileResult) -> None:
     )
 
 
-def _ts_sql(ts_type: str) -> tuple[str, str]:
-    """(parsed timestamptz expression, has-timezone predicate) for the staged `ts` column type."""
+def _ts_sql(ts_type: str) -> tuple[str, str, str]:
+    """(parsed timestamptz, is-a-timestamp predicate, has-timezone predicate) for the staged `ts` type."""
     t = ts_type.upper()
     if t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ":
-        return "ts", "TRUE"
+        return "ts", "TRUE", "TRUE"
     if t.startswith("TIMESTAMP") or t == "DATE":
-        return "NULL::TIMESTAMPTZ", "FALSE"
+        return "NULL::TIMESTAMPTZ", "TRUE", "FALSE"  # naive: we will not guess the zone
     if t == "VARCHAR":
         iso_tz = r"^\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|UTC|[+-]\d{2}(:?\d{2})?)\s*$"
-        return "TRY_CAST(ts AS TIMESTAMPTZ)", f"regexp_matches(ts, '{iso_tz}')"
-    return "NULL::TIMESTAMPTZ", "TRUE"
+        parsed = "TRY_CAST(ts AS TIMESTAMPTZ)"
+        return parsed, f"{parsed} IS NOT NULL", f"regexp_matches(ts, '{iso_tz}')"
+    return "NULL::TIMESTAMPTZ", "FALSE", "FALSE"
 
 
-def _parse_sql(staged: Staged, default_source: str, rules: IngestRules, now: datetime, tag: str) -> str:
-    """View `parsed_<tag>`: typed values + the first row-level check each record fails (NULL: none)."""
-    ts_p, has_tz = _ts_sql(staged.ts_type)
+def _parse_sql(
+    staged: Staged, default_source: str, rules: IngestRules, now: datetime, tag: str, kind: str = "VIEW"
+) -> str:
+    """`parsed_<tag>`: typed values + the first row-level check each record fails (NULL: none)."""
+    ts_p, is_ts, has_tz = _ts_sql(staged.ts_type)
     future = now + timedelta(seconds=rules.future_tolerance_s)
     src = default_source.replace("'", "''")
     return f"""
-    CREATE TEMP VIEW parsed_{tag} AS
+    CREATE TEMP {kind} parsed_{tag} AS
     SELECT _k, row_number, ts_p AS ts, node_id, pool, gpu_model, total_d, alloc_d, util_d, source, quality_flag,
       CASE
         WHEN ts_raw_null THEN 'missing_ts'
-        WHEN NOT has_tz THEN 'ts_no_timezone'
-        WHEN ts_p IS NULL THEN 'unparseable_ts'
+        WHEN NOT is_ts THEN 'unparseable_ts'
+        WHEN NOT has_tz OR ts_p IS NULL THEN 'ts_no_timezone'
         WHEN ts_p > TIMESTAMPTZ '{future.isoformat()}' THEN 'ts_in_future'
         WHEN ts_p < TIMESTAMPTZ '{rules.oldest_ts.isoformat()}' THEN 'ts_too_old'
         WHEN node_id IS NULL OR trim(node_id) = '' THEN 'missing_node_id'
@@ -213,7 +218,7 @@ def _parse_sql(staged: Staged, default_source: str, rules: IngestRules, now: dat
       END AS reason
     FROM (
       SELECT _k, row_number,
-        ts IS NULL AS ts_raw_null, {has_tz} AS has_tz, {ts_p} AS ts_p,
+        ts IS NULL AS ts_raw_null, {is_ts} AS is_ts, {has_tz} AS has_tz, {ts_p} AS ts_p,
         node_id::VARCHAR AS node_id, pool::VARCHAR AS pool, gpu_model::VARCHAR AS gpu_model,
         gpus_total IS NULL AS total_raw_null, TRY_CAST(gpus_total AS DOUBLE) AS total_d,
         gpus_allocated IS NULL AS alloc_raw_null, TRY_CAST(gpus_allocated AS DOUBLE) AS alloc_d,
@@ -228,7 +233,12 @@ def _parse_sql(staged: Staged, default_source: str, rules: IngestRules, now: dat
 def _prepare(con, staged: Staged, default_source: str, rules: IngestRules, now: datetime, tag: str) -> None:
     """Create parsed_<tag>, x_<tag> (records excluded from the load: quarantined or duplicate)
     and ok_<tag> (what would load now). Only excluded records are ever materialized."""
-    con.execute(_parse_sql(staged, default_source, rules, now, tag))
+    # Small files are materialized once (cheap, and later steps then plan against a plain table);
+    # big ones stay a view so 10 M rows are never copied before the final insert.
+    n = _one(con, f"SELECT count(*) FROM {staged.relation}")[0]
+    kind = "TABLE" if n <= SMALL_FILE_ROWS else "VIEW"
+    con.execute(_parse_sql(staged, default_source, rules, now, tag, kind))
+    staged.to_drop.insert(0, f"{kind} parsed_{tag}")
     con.execute(f"""
         CREATE TEMP TABLE x_{tag} AS
         SELECT _k, reason, NULL::VARCHAR AS detail, FALSE AS dup FROM parsed_{tag} WHERE reason IS NOT NULL
@@ -458,8 +468,7 @@ def _quarantine(con, tag: str, staged: Staged, ingest_id: int, source: str, path
 
 
 def _cleanup(con, tag: str, staged: Staged | None) -> None:
-    for name in ("ok", "parsed"):
-        con.execute(f"DROP VIEW IF EXISTS {name}_{tag}")
+    con.execute(f"DROP VIEW IF EXISTS ok_{tag}")
     for name in ("x", "nexp", "pexp", "dh", "dk", "ovl", "rep", "ns"):
         con.execute(f"DROP TABLE IF EXISTS {name}_{tag}")
     for obj in staged.to_drop if staged else []:

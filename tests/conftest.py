@@ -1,0 +1,54 @@
+"""Shared fixtures. All state (DuckDB, Prefect home, MLflow, config) lives in temp dirs.
+
+The environment is set at import, before anything imports prefect or mlflow (STACK.md).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_STATE = Path(tempfile.mkdtemp(prefix="idlecap-tests-"))
+for _k, _v in {
+    "PREFECT_HOME": str(_STATE / "prefect"),
+    "XDG_CONFIG_HOME": str(_STATE / "xdg"),
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_TRACKING_URI": f"sqlite:///{_STATE / 'mlflow.db'}",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+}.items():
+    os.environ[_k] = _v
+os.environ.pop("PREFECT_API_URL", None)
+for _k in [k for k in os.environ if k.startswith("IDLECAP_")]:
+    os.environ.pop(_k)
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "data" / "helios_earth_sample.parquet"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One real (temporary) Prefect server for the whole session; 12-14 s to start here."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "idlecap.duckdb"
+
+
+@pytest.fixture
+def con(db_path: Path):
+    from warehouse.db import connect
+
+    c = connect(db_path)
+    yield c
+    c.close()
