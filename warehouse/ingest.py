@@ -250,6 +250,20 @@ def _prepare(con, staged: Staged, default_source: str, rules: IngestRules, now: 
     """)
 
 
+def _node_hours(con, tag: str) -> None:
+    """nh_<tag>: per node, pool, gpu_model and hour of the rows that would load now: samples, span.
+
+    The one aggregate pass the inventory checks, the stored-data lookup, the sampling interval
+    and the dirty hours all derive from (instead of one scan each)."""
+    con.execute(f"DROP TABLE IF EXISTS nh_{tag}")
+    con.execute(f"""
+        CREATE TEMP TABLE nh_{tag} AS
+        SELECT node_id, pool, gpu_model, epoch(ts)::BIGINT // 3600 AS h, count(*) AS n, min(ts) AS lo, max(ts) AS hi,
+               arg_max(total_d, ts) AS total, any_value(source) AS source
+        FROM ok_{tag} GROUP BY ALL
+    """)
+
+
 def _check_inventory(con, tag: str, rules: IngestRules) -> None:
     """Quarantine rows whose node or pool contradicts the inventory (or, for new ones, the file's majority)."""
     ok, x = f"ok_{tag}", f"x_{tag}"
@@ -259,8 +273,8 @@ def _check_inventory(con, tag: str, rules: IngestRules) -> None:
         SELECT s.node_id, coalesce(n.pool, s.pool_mode) AS exp_pool, n.node_id IS NULL AS is_new,
                (n.node_id IS NULL AND NOT {new_nodes}) OR s.n_pools > 1
                OR s.pool_mode <> coalesce(n.pool, s.pool_mode) AS bad
-        FROM (SELECT node_id, mode(pool) AS pool_mode, count(DISTINCT pool) AS n_pools
-              FROM {ok} GROUP BY node_id) s
+        FROM (SELECT node_id, arg_max(pool, n) AS pool_mode, count(*) AS n_pools
+              FROM (SELECT node_id, pool, sum(n) AS n FROM nh_{tag} GROUP BY ALL) GROUP BY node_id) s
         LEFT JOIN nodes n USING (node_id)
     """)
     if _one(con, f"SELECT count(*) FROM nexp_{tag} WHERE bad")[0]:
@@ -280,8 +294,8 @@ def _check_inventory(con, tag: str, rules: IngestRules) -> None:
         SELECT s.pool, coalesce(p.gpu_model, s.gm_mode) AS exp_gm, p.pool IS NULL AS is_new,
                (p.pool IS NULL AND NOT {new_pools}) OR s.n_gm > 1
                OR s.gm_mode <> coalesce(p.gpu_model, s.gm_mode) AS bad
-        FROM (SELECT pool, mode(gpu_model) AS gm_mode, count(DISTINCT gpu_model) AS n_gm
-              FROM {ok} GROUP BY pool) s
+        FROM (SELECT pool, arg_max(gpu_model, n) AS gm_mode, count(*) AS n_gm
+              FROM (SELECT pool, gpu_model, sum(n) AS n FROM nh_{tag} GROUP BY ALL) GROUP BY pool) s
         LEFT JOIN pools p USING (pool)
     """)
     if _one(con, f"SELECT count(*) FROM pexp_{tag} WHERE bad")[0]:
@@ -338,7 +352,7 @@ def _reconcile_with_stored(con, tag: str, ingest_id: int) -> tuple[int, int, str
     Returns (stored samples superseded, node-hours replaced, note).
     """
     ok, x = f"ok_{tag}", f"x_{tag}"
-    lo, hi = _one(con, f"SELECT min(ts), max(ts) FROM {ok}")
+    lo, hi = _one(con, f"SELECT min(lo), max(hi) FROM nh_{tag}")
     if lo is None:
         return 0, 0, None
     bounds = [lo, hi]
@@ -393,29 +407,47 @@ def _load(con, tag: str, ingest_id: int, default_interval_s: int | None) -> None
         SELECT ts, node_id, pool, gpu_model, total_d::INTEGER, alloc_d::INTEGER, util_d, source, quality_flag, {ingest_id}
         FROM {ok}
     """)
-    # Good rows are unique per (node_id, ts) by now, so count(*) is the number of distinct samples.
-    con.execute(f"""
-        CREATE TEMP TABLE ns_{tag} AS
-        SELECT node_id, any_value(pool) AS pool, any_value(gpu_model) AS gpu_model,
-               arg_max(total_d, ts)::INTEGER AS gpus_total, count(*) AS n, min(ts) AS lo, max(ts) AS hi,
-               any_value(source) AS source
-        FROM {ok} GROUP BY node_id
-    """)
     # The sampling interval drives coverage. Adapters of fixed-rate sources declare it; for
-    # canonical files it is estimated per node as span / (samples - 1), snapped down to a
-    # round interval when within 5 % of one (gaps only ever lengthen the estimate); a lone
-    # sample counts as hourly, and a node keeps the shortest interval any file showed.
+    # canonical files it is 3600 / (most samples the node sent in any one hour), snapped to a
+    # round interval within 5 %: outages only ever lower a single hour's count, so one complete
+    # hour in the file is enough. A node keeps the shortest interval any file showed.
     nice = "[" + ", ".join(str(v) for v in NICE_INTERVALS_S) + "]"
-    raw = "(epoch(hi) - epoch(lo)) / (n - 1)"
+    raw = "(3600.0 / max(n))"
     estimate = (
-        f"CASE WHEN n < 2 THEN 3600 ELSE coalesce(list_max(list_filter({nice}, lambda v: v <= 1.05 * {raw} "
-        f"AND v >= 0.95 * {raw})), greatest(1, round({raw}))) END"
+        f"coalesce(list_max(list_filter({nice}, lambda v: v <= 1.05 * {raw} AND v >= 0.95 * {raw})), "
+        f"greatest(1, round({raw})))::INTEGER"
     )
     interval = str(int(default_interval_s)) if default_interval_s else estimate
     con.execute(f"""
+        CREATE TEMP TABLE ns_{tag} AS
+        SELECT node_id, any_value(pool) AS pool, any_value(gpu_model) AS gpu_model,
+               arg_max(total, hi)::INTEGER AS gpus_total, {interval} AS interval_s,
+               min(lo) AS lo, max(hi) AS hi, any_value(source) AS source
+        FROM (SELECT node_id, h, sum(n) AS n, min(lo) AS lo, max(hi) AS hi, any_value(pool) AS pool,
+                     any_value(gpu_model) AS gpu_model, arg_max(total, hi) AS total, any_value(source) AS source
+              FROM nh_{tag} GROUP BY node_id, h)
+        GROUP BY node_id
+    """)
+    # Hours to refresh: the node-hours that got samples, plus hours whose *expected* samples
+    # change: the span between a node's old life and the new samples (it is now alive there),
+    # and a node's whole life when its sampling interval changes.
+    con.execute(f"""
+        INSERT INTO pool_hourly_dirty
+        SELECT DISTINCT pool, to_timestamp(h * 3600) FROM nh_{tag}
+        UNION
+        SELECT s.pool, unnest(range(date_trunc('hour', least(s.lo, n.last_seen)),
+                                    greatest(s.hi, n.first_seen) + INTERVAL 1 MICROSECOND, INTERVAL 1 HOUR))
+        FROM ns_{tag} s JOIN nodes n USING (node_id)
+        WHERE s.lo > n.last_seen OR s.hi < n.first_seen
+        UNION
+        SELECT n.pool, unnest(range(date_trunc('hour', least(s.lo, n.first_seen)),
+                                    greatest(s.hi, n.last_seen) + INTERVAL 1 MICROSECOND, INTERVAL 1 HOUR))
+        FROM ns_{tag} s JOIN nodes n USING (node_id)
+        WHERE s.interval_s < n.sample_interval_s
+    """)
+    con.execute(f"""
         INSERT INTO nodes
-        SELECT node_id, pool, gpu_model, gpus_total, {interval},
-        lo, hi, source
+        SELECT node_id, pool, gpu_model, gpus_total, interval_s, lo, hi, source
         FROM ns_{tag}
         ON CONFLICT (node_id) DO UPDATE SET
           gpus_total = CASE WHEN excluded.last_seen >= nodes.last_seen THEN excluded.gpus_total ELSE nodes.gpus_total END,
@@ -429,13 +461,6 @@ def _load(con, tag: str, ingest_id: int, default_interval_s: int | None) -> None
         ON CONFLICT (pool) DO UPDATE SET
           first_seen = least(pools.first_seen, excluded.first_seen),
           last_seen = greatest(pools.last_seen, excluded.last_seen)
-    """)
-    # Every hour between a pool's first and last new sample is refreshed: a superset of the
-    # hours that changed (harmless, the refresh is a recompute) found without a pass over the rows.
-    con.execute(f"""
-        INSERT INTO pool_hourly_dirty
-        SELECT pool, unnest(range(date_trunc('hour', min(lo)), max(hi) + INTERVAL 1 MICROSECOND, INTERVAL 1 HOUR))
-        FROM ns_{tag} GROUP BY pool
     """)
 
 
@@ -469,7 +494,7 @@ def _quarantine(con, tag: str, staged: Staged, ingest_id: int, source: str, path
 
 def _cleanup(con, tag: str, staged: Staged | None) -> None:
     con.execute(f"DROP VIEW IF EXISTS ok_{tag}")
-    for name in ("x", "nexp", "pexp", "dh", "dk", "ovl", "rep", "ns"):
+    for name in ("x", "nexp", "pexp", "dh", "dk", "ovl", "rep", "ns", "nh"):
         con.execute(f"DROP TABLE IF EXISTS {name}_{tag}")
     for obj in staged.to_drop if staged else []:
         kind, name = obj.split(" ", 1)
@@ -525,8 +550,12 @@ def ingest_file(
             on_begin(path)
         staged = stage(con, source, path, options, tag)
         _prepare(con, staged, source, rules, now, tag)
+        _node_hours(con, tag)
+        n_excluded = _one(con, f"SELECT count(*) FROM x_{tag}")[0]
         _check_inventory(con, tag, rules)
         _check_duplicates_in_file(con, tag)
+        if _one(con, f"SELECT count(*) FROM x_{tag}")[0] != n_excluded:
+            _node_hours(con, tag)  # rare: rows were excluded after the stats were taken
         replaced, n_hours, note = _reconcile_with_stored(con, tag, ingest_id)
         _load(con, tag, ingest_id, staged.interval_s)
         _quarantine(con, tag, staged, ingest_id, source, path)

@@ -1,0 +1,112 @@
+"""pool_hourly from a real DuckDB file: coverage, idle rules, missing data, incremental == rebuild."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from warehouse import pool_hourly
+from warehouse.ingest import IngestRules, ingest_file
+from warehouse.synthetic import FleetSpec, write_fleet
+
+RULES = IngestRules(now=datetime(2026, 3, 1, tzinfo=timezone.utc))
+
+
+def frame(nodes: int = 2, minutes: int = 180, alloc=lambda m, i: 4, util=None) -> pd.DataFrame:
+    ts = pd.date_range("2026-01-01", periods=minutes, freq="min", tz="UTC")
+    parts = []
+    for i in range(nodes):
+        parts.append(pd.DataFrame({
+            "ts": ts, "node_id": f"n{i}", "pool": "p1", "gpu_model": "H100", "gpus_total": 8,
+            "gpus_allocated": [alloc(m, i) for m in range(minutes)] if util is None else None,
+            "gpu_util": [util(m, i) for m in range(minutes)] if util is not None else 50.0,
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def hourly(con) -> pd.DataFrame:
+    return con.execute("SELECT * FROM pool_hourly ORDER BY pool, ts").df()
+
+
+def test_idle_gpu_hours_and_full_coverage(con, tmp_path: Path) -> None:
+    frame(alloc=lambda m, i: 2 if m < 60 else 6).to_parquet(tmp_path / "a.parquet")
+    ingest_file(con, tmp_path / "a.parquet", rules=RULES)
+    r = pool_hourly.refresh(con)
+    h = hourly(con)
+    assert r.hours_refreshed == 3 and len(h) == 3
+    assert h.gpus_total.tolist() == [16, 16, 16]
+    assert h.idle_gpu_hours.tolist() == [12, 4, 4]  # 2 nodes x (8 - 2), then 2 x (8 - 6)
+    assert h.coverage.tolist() == [1, 1, 1] and h.nodes_reporting.tolist() == [2, 2, 2]
+
+
+def test_missing_data_lowers_coverage_and_missing_hours_have_no_row(con, tmp_path: Path) -> None:
+    df = frame(minutes=180)
+    gap = (df.node_id == "n1") & (df.ts >= "2026-01-01 01:00") & (df.ts < "2026-01-01 01:30")
+    whole_hour = df.ts.dt.hour == 2
+    df[~gap & ~whole_hour].to_parquet(tmp_path / "a.parquet")
+    # the pool also reports later, so hour 2 is a real gap inside its life
+    frame(minutes=60).assign(ts=lambda d: d.ts + pd.Timedelta(hours=3)).to_parquet(tmp_path / "b.parquet")
+    ingest_file(con, tmp_path / "a.parquet", rules=RULES)
+    ingest_file(con, tmp_path / "b.parquet", rules=RULES)
+    pool_hourly.refresh(con)
+    h = hourly(con).set_index(hourly(con).ts.dt.hour)
+    assert 2 not in h.index  # never silently zero
+    assert h.loc[1, "coverage"] == pytest.approx(90 / 120)
+    assert h.loc[1, "nodes_reporting"] == 2 and h.loc[0, "coverage"] == 1
+
+
+def test_utilization_decides_idle_when_allocation_is_unknown(con, tmp_path: Path) -> None:
+    # n0 busy (util 80), n1 idle (util 2 < 5 % threshold)
+    frame(minutes=60, util=lambda m, i: 80.0 if i == 0 else 2.0).to_parquet(tmp_path / "u.parquet")
+    ingest_file(con, tmp_path / "u.parquet", rules=RULES)
+    pool_hourly.refresh(con, idle_util_threshold=5.0)
+    assert hourly(con).idle_gpu_hours.tolist() == [8]
+    pool_hourly.rebuild(con, idle_util_threshold=1.0)  # stricter threshold: n1 now counts busy
+    assert hourly(con).idle_gpu_hours.tolist() == [0]
+
+
+def test_quality_flag_carries_to_the_hour(con, tmp_path: Path) -> None:
+    df = frame(nodes=1, minutes=120)
+    df["quality_flag"] = None
+    df.loc[df.ts.dt.hour == 1, "quality_flag"] = "helios_blackout"
+    df.to_parquet(tmp_path / "f.parquet")
+    ingest_file(con, tmp_path / "f.parquet", rules=RULES)
+    pool_hourly.refresh(con)
+    flags = con.execute("SELECT quality_flag FROM pool_hourly ORDER BY ts").fetchall()
+    assert flags == [(None,), ("helios_blackout",)]
+
+
+def test_refresh_touches_only_changed_hours(con, tmp_path: Path) -> None:
+    df = frame(minutes=180)
+    df.to_parquet(tmp_path / "a.parquet")
+    ingest_file(con, tmp_path / "a.parquet", rules=RULES)
+    pool_hourly.refresh(con)
+    before = hourly(con)
+    fix = df[df.ts.dt.hour == 1].copy()
+    fix["gpus_allocated"] = 8
+    fix.to_parquet(tmp_path / "fix.parquet")
+    ingest_file(con, tmp_path / "fix.parquet", rules=RULES)
+    r = pool_hourly.refresh(con)
+    after = hourly(con)
+    assert r.hours_refreshed == 1
+    assert after.refreshed_at[0] == before.refreshed_at[0] and after.refreshed_at[2] == before.refreshed_at[2]
+    assert after.idle_gpu_hours[1] == 0 and before.idle_gpu_hours[1] == 8
+    assert pool_hourly.refresh(con).hours_refreshed == 0  # nothing left dirty
+
+
+def test_incremental_refresh_equals_full_rebuild_on_a_synthetic_fleet(con, tmp_path: Path) -> None:
+    spec = FleetSpec(pools=3, nodes_per_pool=4, days=3, interval_s=300, seed=3, outage_rate=0.05)
+    files = write_fleet(spec, tmp_path / "fleet", file_per="day")
+    for f in files.telemetry:
+        ingest_file(con, f, rules=RULES)
+        pool_hourly.refresh(con)  # nightly-style: refresh after every file
+    cols = "pool, ts, gpus_total, gpus_busy, idle_gpu_hours, coverage, samples, nodes_reporting, nodes_expected"
+    incremental = con.execute(f"SELECT {cols} FROM pool_hourly ORDER BY pool, ts").fetchall()
+    pool_hourly.rebuild(con)
+    rebuilt = con.execute(f"SELECT {cols} FROM pool_hourly ORDER BY pool, ts").fetchall()
+    assert incremental == rebuilt and len(rebuilt) > 3 * 60
+    dup = con.execute("SELECT count(*) FROM (SELECT pool, ts FROM pool_hourly GROUP BY ALL HAVING count(*) > 1)")
+    assert dup.fetchall()[0][0] == 0
+    assert con.execute("SELECT min(coverage) FROM pool_hourly").fetchall()[0][0] < 1  # outages show
