@@ -1,0 +1,47 @@
+"""The `idlecap` CLI end to end: generate -> ingest (real Prefect flow) -> status."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def var(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("IDLECAP_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "var"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_generate_ingest_status(var: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["generate", str(tmp_path / "fleet"), "--pools", "2", "--nodes-per-pool", "3",
+                            "--days", "2", "--interval-s", "300"])
+    assert r.exit_code == 0, r.output
+    assert "telemetry rows" in r.output
+    r = runner.invoke(app, ["ingest", str(tmp_path / "fleet" / "telemetry"), "--source", "canonical"])
+    assert r.exit_code == 0, r.output
+    assert "quarantined 0" in r.output and "2026-01-05.parquet" in r.output
+    r = runner.invoke(app, ["calendar", "ingest", str(tmp_path / "fleet" / "calendar.csv")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["status"])
+    assert r.exit_code == 0, r.output
+    for pool in ("pool-00-h100", "pool-01-a100"):
+        assert pool in r.output
+    assert (var / "idlecap.duckdb").exists()
+
+
+def test_unknown_source_is_a_clear_usage_error(var: Path) -> None:
+    r = runner.invoke(app, ["ingest", "x.csv", "--source", "slurm"])
+    assert r.exit_code == 2
+    assert "unknown source 'slurm'" in r.output
+
+
+def test_status_without_a_warehouse_says_what_to_do(var: Path) -> None:
+    r = runner.invoke(app, ["status"])
+    assert r.exit_code == 1 and "run `idlecap ingest` first" in r.output

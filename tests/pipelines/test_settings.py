@@ -1,0 +1,41 @@
+"""The one settings object: defaults under var/, TOML file, IDLECAP_* environment."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pipelines.settings import load_settings
+
+
+def test_embedded_defaults_live_under_var(tmp_path: Path) -> None:
+    s = load_settings(environ={}, config=None) if not Path("idlecap.toml").exists() else None
+    assert s is not None
+    assert s.duckdb_path == Path("var/idlecap.duckdb")
+    assert s.mlflow_tracking_uri == "sqlite:///var/mlflow.db"
+    assert s.mlflow_artifacts == "var/mlartifacts"
+    assert s.sheets_dir == Path("var/sheets") and s.prefect_home == Path("var/prefect")
+    assert s.ingest.idle_util_threshold == 5.0 and s.ingest.future_tolerance_s == 600
+
+
+def test_toml_then_environment_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "idlecap.toml"
+    cfg.write_text('var_dir = "/data/idle"\n[ingest]\nfuture_tolerance_s = 60\n[sources]\nhelios_gpu_model = "A100"\n')
+    s = load_settings(cfg, environ={"IDLECAP_INGEST__FUTURE_TOLERANCE_S": "120",
+                                    "IDLECAP_DUCKDB_PATH": "/db/x.duckdb"})
+    assert s.var_dir == Path("/data/idle") and s.sheets_dir == Path("/data/idle/sheets")
+    assert s.duckdb_path == Path("/db/x.duckdb")  # env beats file, file beats defaults
+    assert s.ingest.future_tolerance_s == 120
+    assert s.sources.options().helios_gpu_model == "A100"
+
+
+def test_bad_settings_are_rejected_with_the_field_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown settings section 'ingset'"):
+        load_settings(environ={"IDLECAP_INGSET__FUTURE_TOLERANCE_S": "1"})
+    with pytest.raises(ValidationError, match="idle_util_threshold"):
+        load_settings(environ={"IDLECAP_INGEST__IDLE_UTIL_THRESHOLD": "150"})
+    with pytest.raises(ValidationError, match="typo_field"):
+        load_settings(environ={"IDLECAP_TYPO_FIELD": "1"})
+    with pytest.raises(FileNotFoundError):
+        load_settings(environ={"IDLECAP_CONFIG": str(tmp_path / "missing.toml")})
