@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.settings import Settings
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "helios_earth_sample.parquet"
 from warehouse.db import connect
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "helios_earth_sample.parquet"
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
