@@ -24,6 +24,7 @@ import argparse
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -242,6 +243,17 @@ def _summary(runs: list[Run], bare: list[Run]) -> tuple[float, float, float]:
     return med, med / med_bare, pair
 
 
+def _code_version() -> str:
+    """Commit of the checkout being measured (+ "dirty" when warehouse/ has local changes)."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "warehouse"], cwd=repo, capture_output=True, text=True)
+        return head.stdout.strip() + (" (warehouse/ dirty)" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def _peak_rss_mb() -> float:
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return kb / 1024 if sys.platform != "darwin" else kb / 1024 / 1024
@@ -269,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         threads = c.execute("SELECT current_setting('threads')").fetchall()[0][0]
     console.print(
         f"[bold]idlecap ingest throughput[/bold]  {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  "
-        f"duckdb {duckdb.__version__}  threads {threads}  "
+        f"commit {_code_version()}  duckdb {duckdb.__version__}  threads {threads}  "
         f"workdir {workdir}"
     )
     try:

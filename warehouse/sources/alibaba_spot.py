@@ -16,15 +16,14 @@ Quirks this adapter absorbs:
 """
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
+from warehouse.sources._csv import read_text_csv, utc_array
 from warehouse.sources.base import STAGED_SCHEMA, SourceOptions, SourceReadError, TranslatedFile
 
 SOURCE = "alibaba-spot"
@@ -32,13 +31,12 @@ INTERVAL_S = 3600
 NODE_INFO = "node_info_df.csv"
 _HOUR = "hour"
 
-Reject = tuple[int, str, str, str]
 
 
 def translate(path: Path, options: SourceOptions) -> TranslatedFile:
     """Translate the hourly per-model concurrency table to canonical rows (see module docstring)."""
     path = Path(path)
-    frame, rejects = _read_text_csv(path, (_HOUR,))
+    frame, rejects = read_text_csv(path, (_HOUR,))
     models = [c for c in frame.columns if c not in (_HOUR, "row_number")]
     if not models:
         raise SourceReadError(f"{path}: no GPU model columns after '{_HOUR}'")
@@ -53,7 +51,7 @@ def translate(path: Path, options: SourceOptions) -> TranslatedFile:
     start = pd.Timestamp(options.spot_start)
     start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
     hours = pd.to_numeric(frame[_HOUR].str.strip(), errors="coerce").astype("float64")
-    ts = _utc_array(start + pd.to_timedelta(hours.where(np.isfinite(hours)), unit="h"))
+    ts = utc_array(start + pd.to_timedelta(hours.where(np.isfinite(hours)), unit="h"))
 
     # Long layout, hour-major: cell k is CSV row k // len(models), model k % len(models).
     row_idx = np.repeat(np.arange(len(frame)), len(models))
@@ -95,15 +93,9 @@ def translate(path: Path, options: SourceOptions) -> TranslatedFile:
     return TranslatedFile(table=table, interval_s=INTERVAL_S, rejects=rejects)
 
 
-def _utc_array(ts: pd.Series) -> pa.Array:
-    """tz-aware pandas timestamps -> Arrow timestamp[us, UTC] (NaT -> null)."""
-    micros = ts.dt.tz_convert(None).to_numpy().astype("datetime64[us]")
-    return pa.array(micros, STAGED_SCHEMA.field("ts").type, from_pandas=True)
-
-
 def _capacity(info: Path, models: Sequence[str]) -> tuple[dict[str, int], dict[str, str]]:
     """GPUs per model (sum over nodes) and, for each of `models` without a usable capacity, why."""
-    frame, bad = _read_text_csv(info, ("gpu_model", "gpu_capacity_num"))
+    frame, bad = read_text_csv(info, ("gpu_model", "gpu_capacity_num"))
     if bad:
         rows = [r[0] for r in bad][:5]
         raise SourceReadError(f"{info}: malformed record(s) {rows}; capacities would be wrong")
@@ -128,66 +120,3 @@ def _capacity(info: Path, models: Sequence[str]) -> tuple[dict[str, int], dict[s
         else:
             capacity[model] = int(per_model.at[model, "gpus"])
     return capacity, no_capacity
-
-
-# --- CSV reading (same helper in every adapter module) -------------------------------------
-
-
-def _read_text_csv(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, list[Reject]]:
-    """Every column as text plus a 1-based `row_number`; records with the wrong field count become rejects.
-
-    Text first, numbers later: one bad value must null one field, not fail the file.
-    """
-    if not path.is_file():
-        raise SourceReadError(f"{path}: file does not exist")
-    names = _header(path)
-    missing = [c for c in required if c not in names]
-    if missing:
-        raise SourceReadError(
-            f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(names)}"
-        )
-    bad: list[Reject] = []
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        record = (row.number or 0) - 1  # pyarrow counts the header as record 1
-        detail = f"expected {row.expected_columns} fields, found {row.actual_columns}"
-        bad.append((record, "malformed_csv_line", detail, row.text))
-        return "skip"
-
-    try:
-        table = pacsv.read_csv(
-            str(path),
-            read_options=pacsv.ReadOptions(use_threads=False, column_names=names, skip_rows=1),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
-        )
-    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
-        raise SourceReadError(f"{path}: cannot read as CSV: {exc}") from exc
-    total = table.num_rows + len(bad)
-    kept = np.setdiff1d(np.arange(1, total + 1), [r[0] for r in bad])
-    if len(kept) != table.num_rows:
-        raise SourceReadError(f"{path}: cannot number the records of this file")
-    frame = table.to_pandas()
-    frame["row_number"] = kept
-    return frame, bad
-
-
-def _header(path: Path) -> list[str]:
-    try:
-        with pa.input_stream(str(path), compression="detect") as stream:
-            head = b""
-            while b"\n" not in head:
-                chunk = stream.read(1 << 16)
-                if not chunk:
-                    break
-                head += chunk
-        line = head.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")
-    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError) as exc:
-        raise SourceReadError(f"{path}: cannot read the header line: {exc}") from exc
-    if not line.strip():
-        raise SourceReadError(f"{path}: empty file (no header line)")
-    names = [name.strip() for name in next(csv.reader([line]))]
-    dupes = sorted({name for name in names if names.count(name) > 1})
-    if dupes:
-        raise SourceReadError(f"{path}: duplicate column name(s) {', '.join(dupes)}")
-    return names

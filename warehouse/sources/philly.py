@@ -16,16 +16,14 @@ Quirks this adapter absorbs:
 """
 from __future__ import annotations
 
-import csv
-from collections.abc import Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
+from warehouse.sources._csv import read_text_csv, utc_array
 from warehouse.sources.base import STAGED_SCHEMA, SourceOptions, SourceReadError, TranslatedFile
 
 SOURCE = "philly"
@@ -35,7 +33,6 @@ MACHINE_LIST = "cluster_machine_list.csv"
 _GPUS_COLUMN = "number of GPUs"
 _REQUIRED = ("time", "active", "total")
 
-Reject = tuple[int, str, str, str]
 
 
 def translate(path: Path, options: SourceOptions) -> TranslatedFile:
@@ -45,7 +42,7 @@ def translate(path: Path, options: SourceOptions) -> TranslatedFile:
         ZoneInfo(options.philly_timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"philly_timezone {options.philly_timezone!r} is not a known time zone") from exc
-    frame, rejects = _read_text_csv(path, _REQUIRED)
+    frame, rejects = read_text_csv(path, _REQUIRED)
     per_node = _gpus_per_node(path, options)
 
     local = pd.to_datetime(frame["time"].str.strip(), format="ISO8601", errors="coerce")
@@ -69,7 +66,7 @@ def translate(path: Path, options: SourceOptions) -> TranslatedFile:
     table = pa.table(
         {
             "row_number": pa.array(frame["row_number"].to_numpy(), pa.int64()),
-            "ts": _utc_array(ts),
+            "ts": utc_array(ts),
             "node_id": pa.array([NODE_ID] * n, pa.string()),
             "pool": pa.array([options.philly_pool] * n, pa.string()),
             "gpu_model": pa.array([options.philly_gpu_model] * n, pa.string()),
@@ -82,12 +79,6 @@ def translate(path: Path, options: SourceOptions) -> TranslatedFile:
         schema=STAGED_SCHEMA,
     )
     return TranslatedFile(table=table, interval_s=INTERVAL_S, rejects=rejects)
-
-
-def _utc_array(ts: pd.Series) -> pa.Array:
-    """tz-aware pandas timestamps -> Arrow timestamp[us, UTC] (NaT -> null)."""
-    micros = ts.dt.tz_convert(None).to_numpy().astype("datetime64[us]")
-    return pa.array(micros, STAGED_SCHEMA.field("ts").type, from_pandas=True)
 
 
 def _localize_by_order(local: pd.Series, tz: str) -> tuple[pd.Series, np.ndarray]:
@@ -129,7 +120,7 @@ def _gpus_per_node(path: Path, options: SourceOptions) -> float:
             f"{path}: cannot convert nodes to GPUs: philly_gpus_per_node is not set "
             f"and {machines} does not exist"
         )
-    frame, bad = _read_text_csv(machines, (_GPUS_COLUMN,))
+    frame, bad = read_text_csv(machines, (_GPUS_COLUMN,))
     gpus = pd.to_numeric(frame[_GPUS_COLUMN].str.strip(), errors="coerce")
     invalid = frame.loc[gpus.isna() | (gpus < 0), "row_number"].tolist()
     if bad or invalid or len(gpus) == 0 or gpus.sum() <= 0:
@@ -147,66 +138,3 @@ def _scaled(nodes_text: pd.Series, per_node: float) -> pd.Series:
     nodes = pd.to_numeric(nodes_text.str.strip(), errors="coerce").astype("float64")
     gpus = np.round(nodes * per_node)
     return gpus.where(np.isfinite(gpus)).astype("Int64")
-
-
-# --- CSV reading (same helper in every adapter module) -------------------------------------
-
-
-def _read_text_csv(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, list[Reject]]:
-    """Every column as text plus a 1-based `row_number`; records with the wrong field count become rejects.
-
-    Text first, numbers later: one bad value must null one field, not fail the file.
-    """
-    if not path.is_file():
-        raise SourceReadError(f"{path}: file does not exist")
-    names = _header(path)
-    missing = [c for c in required if c not in names]
-    if missing:
-        raise SourceReadError(
-            f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(names)}"
-        )
-    bad: list[Reject] = []
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        record = (row.number or 0) - 1  # pyarrow counts the header as record 1
-        detail = f"expected {row.expected_columns} fields, found {row.actual_columns}"
-        bad.append((record, "malformed_csv_line", detail, row.text))
-        return "skip"
-
-    try:
-        table = pacsv.read_csv(
-            str(path),
-            read_options=pacsv.ReadOptions(use_threads=False, column_names=names, skip_rows=1),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
-        )
-    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
-        raise SourceReadError(f"{path}: cannot read as CSV: {exc}") from exc
-    total = table.num_rows + len(bad)
-    kept = np.setdiff1d(np.arange(1, total + 1), [r[0] for r in bad])
-    if len(kept) != table.num_rows:
-        raise SourceReadError(f"{path}: cannot number the records of this file")
-    frame = table.to_pandas()
-    frame["row_number"] = kept
-    return frame, bad
-
-
-def _header(path: Path) -> list[str]:
-    try:
-        with pa.input_stream(str(path), compression="detect") as stream:
-            head = b""
-            while b"\n" not in head:
-                chunk = stream.read(1 << 16)
-                if not chunk:
-                    break
-                head += chunk
-        line = head.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")
-    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError) as exc:
-        raise SourceReadError(f"{path}: cannot read the header line: {exc}") from exc
-    if not line.strip():
-        raise SourceReadError(f"{path}: empty file (no header line)")
-    names = [name.strip() for name in next(csv.reader([line]))]
-    dupes = sorted({name for name in names if names.count(name) > 1})
-    if dupes:
-        raise SourceReadError(f"{path}: duplicate column name(s) {', '.join(dupes)}")
-    return names
