@@ -239,10 +239,14 @@ def _prepare(con, staged: Staged, default_source: str, rules: IngestRules, now: 
     kind = "TABLE" if n <= SMALL_FILE_ROWS else "VIEW"
     con.execute(_parse_sql(staged, default_source, rules, now, tag, kind))
     staged.to_drop.insert(0, f"{kind} parsed_{tag}")
-    con.execute(f"""
-        CREATE TEMP TABLE x_{tag} AS
-        SELECT _k, reason, NULL::VARCHAR AS detail, FALSE AS dup FROM parsed_{tag} WHERE reason IS NOT NULL
-    """)
+    # DuckDB 2.0.0 loses rows when, in one transaction, the first INSERT into a table adds
+    # nothing and a later single INSERT adds more than a row group (122,880 rows): they are
+    # invisible, even after COMMIT. x_<tag> gets several inserts, any of which may be empty, so
+    # it starts with a sentinel row (_k = -1 matches no record). See bench/README.md;
+    # tests/warehouse/test_ingest.py::test_big_file_* guard it.
+    con.execute(f"CREATE TEMP TABLE x_{tag} (_k BIGINT, reason VARCHAR, detail VARCHAR, dup BOOLEAN)")
+    con.execute(f"INSERT INTO x_{tag} VALUES (-1, NULL, NULL, FALSE)")
+    con.execute(f"INSERT INTO x_{tag} SELECT _k, reason, NULL, FALSE FROM parsed_{tag} WHERE reason IS NOT NULL")
     con.execute(f"""
         CREATE TEMP VIEW ok_{tag} AS
         SELECT * EXCLUDE (reason) FROM parsed_{tag}
@@ -465,30 +469,31 @@ def _load(con, tag: str, ingest_id: int, default_interval_s: int | None) -> None
 
 
 def _quarantine(con, tag: str, staged: Staged, ingest_id: int, source: str, path: Path) -> None:
+    """One INSERT for every quarantined record (see the row-group pitfall in _prepare)."""
     detail_cases = " ".join(
         f"WHEN '{reason}' THEN '{fld}=' || coalesce(CAST(s.\"{fld}\" AS VARCHAR), 'null')"
         for reason, fld in REASONS.items()
         if fld
     )
-    con.execute(f"""
-        INSERT INTO quarantine
-        SELECT {ingest_id}, ?, ?, s.row_number, c.reason,
-               coalesce(c.detail, CASE c.reason {detail_cases} END), json_remove(json_remove(to_json(s), '$._k'), '$.row_number')::VARCHAR, now()
-        FROM x_{tag} c JOIN {staged.relation} s ON s._k = c._k
-        WHERE c.reason IS NOT NULL
-    """, [source, str(path)])
-    if staged.rejects:
-        table = pa.table({
-            "row_number": pa.array([r[0] for r in staged.rejects], pa.int64()),
-            "reason": [r[1] for r in staged.rejects],
-            "detail": [r[2] for r in staged.rejects],
-            "raw": [r[3] for r in staged.rejects],
-        })
-        con.register(f"rej_{tag}", table)
-        con.execute(
-            f"INSERT INTO quarantine SELECT {ingest_id}, ?, ?, row_number, reason, detail, raw, now() FROM rej_{tag}",
-            [source, str(path)],
-        )
+    rejects = pa.table({
+        "row_number": pa.array([r[0] for r in staged.rejects], pa.int64()),
+        "reason": pa.array([r[1] for r in staged.rejects], pa.string()),
+        "detail": pa.array([r[2] for r in staged.rejects], pa.string()),
+        "raw": pa.array([r[3] for r in staged.rejects], pa.string()),
+    })
+    con.register(f"rej_{tag}", rejects)
+    try:
+        con.execute(f"""
+            INSERT INTO quarantine
+            SELECT {ingest_id}, ?, ?, s.row_number, c.reason,
+                   coalesce(c.detail, CASE c.reason {detail_cases} END),
+                   json_remove(json_remove(to_json(s), '$._k'), '$.row_number')::VARCHAR, now()
+            FROM x_{tag} c JOIN {staged.relation} s ON s._k = c._k
+            WHERE c.reason IS NOT NULL
+            UNION ALL
+            SELECT {ingest_id}, ?, ?, row_number, reason, detail, raw, now() FROM rej_{tag}
+        """, [source, str(path), source, str(path)])
+    finally:
         con.unregister(f"rej_{tag}")
 
 

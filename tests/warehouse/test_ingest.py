@@ -288,3 +288,46 @@ def test_inventory_tracks_nodes_pools_and_sampling_interval(con, tmp_path: Path)
     nodes = con.execute("SELECT node_id, pool, gpus_total, sample_interval_s FROM nodes ORDER BY node_id").fetchall()
     assert nodes == [(f"p1/n{i}", "p1", 8, 60) for i in range(3)]
     assert con.execute("SELECT pool, gpu_model FROM pools").fetchall() == [("p1", "H100")]
+
+
+# --- files bigger than one DuckDB row group (122,880 rows) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory) -> tuple[Path, int]:
+    from warehouse.synthetic import FleetSpec, write_fleet
+
+    d = tmp_path_factory.mktemp("big")
+    fleet = write_fleet(FleetSpec(pools=2, nodes_per_pool=10, days=7, interval_s=60, seed=2), d, file_per="single")
+    assert fleet.rows > 150_000
+    return fleet.telemetry[0], fleet.rows
+
+
+def test_big_file_forced_reingest_is_all_duplicates(con, big_file) -> None:
+    """Regression: exclusions must stay visible past one row group (a DuckDB 2.0.0 pitfall)."""
+    path, rows = big_file
+    ingest_file(con, path, rules=RULES)
+    again = ingest_file(con, path, rules=RULES, force=True)
+    assert (again.rows_in, again.rows_loaded, again.rows_duplicate) == (rows, 0, rows)
+    assert count(con, "telemetry") == rows
+
+
+def test_big_file_with_every_row_twice(con, big_file, tmp_path: Path) -> None:
+    path, rows = big_file
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table, table]), tmp_path / "twice.parquet")
+    r = ingest_file(con, tmp_path / "twice.parquet", rules=RULES)
+    assert (r.rows_in, r.rows_loaded, r.rows_duplicate, r.rows_quarantined) == (2 * rows, rows, rows, 0)
+    assert count(con, "telemetry") == rows
+
+
+def test_big_file_claiming_another_pool_is_quarantined_whole(con, big_file, tmp_path: Path) -> None:
+    path, rows = big_file
+    ingest_file(con, path, rules=RULES)
+    moved = pq.read_table(path).to_pandas()
+    moved["pool"] = "elsewhere"
+    moved.to_parquet(tmp_path / "moved.parquet")
+    r = ingest_file(con, tmp_path / "moved.parquet", rules=RULES)
+    assert r.reasons == {"node_pool_mismatch": rows} and r.rows_loaded == 0
+    assert count(con, "telemetry_superseded") == 0 and count(con, "telemetry") == rows
+    assert con.execute("SELECT count(*) FROM pools WHERE pool = 'elsewhere'").fetchall() == [(0,)]
