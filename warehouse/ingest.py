@@ -255,16 +255,18 @@ def _prepare(con, staged: Staged, default_source: str, rules: IngestRules, now: 
 
 
 def _node_hours(con, tag: str) -> None:
-    """nh_<tag>: per node, pool, gpu_model and hour of the rows that would load now: samples, span.
+    """nh_<tag>: per node, pool, gpu_model and hour of the rows that would load now: samples, span,
+    and how many distinct seconds they fall on.
 
-    The one aggregate pass the inventory checks, the stored-data lookup, the sampling interval
-    and the dirty hours all derive from (instead of one scan each)."""
+    The one aggregate pass the inventory checks, the duplicate screen, the stored-data lookup,
+    the sampling interval and the dirty hours all derive from (instead of one scan each)."""
     con.execute(f"DROP TABLE IF EXISTS nh_{tag}")
     con.execute(f"""
         CREATE TEMP TABLE nh_{tag} AS
-        SELECT node_id, pool, gpu_model, epoch(ts)::BIGINT // 3600 AS h, count(*) AS n, min(ts) AS lo, max(ts) AS hi,
-               arg_max(total_d, ts) AS total, any_value(source) AS source
-        FROM ok_{tag} GROUP BY ALL
+        SELECT node_id, pool, gpu_model, h, count(*) AS n, bit_count(bitstring_agg(s, 0, 3599)) AS n_secs,
+               min(ts) AS lo, max(ts) AS hi, arg_max(total_d, ts) AS total, any_value(source) AS source
+        FROM (SELECT *, epoch_ms(ts) // 3600000 AS h, ((epoch_ms(ts) // 1000) % 3600)::INTEGER AS s FROM ok_{tag})
+        GROUP BY node_id, pool, gpu_model, h
     """)
 
 
@@ -322,21 +324,21 @@ _VALUES = "pool, gpu_model, total_d, alloc_d, util_d, quality_flag"
 def _check_duplicates_in_file(con, tag: str) -> None:
     """Same node and ts twice in one file: identical -> duplicate; different -> quarantine all of them.
 
-    A first pass groups on one 64-bit hash of (node_id, ts), which is cheap; only the rare
-    candidates are then compared exactly.
+    Screen first: a node-hour whose samples fall on as many distinct seconds as it has samples
+    cannot hold a duplicate (nh_<tag>.n_secs, from the same pass as the other stats). Only the
+    rows of the remaining node-hours are compared exactly, usually none.
     """
     ok, x = f"ok_{tag}", f"x_{tag}"
-    con.execute(f"""
-        CREATE TEMP TABLE dh_{tag} AS
-        SELECT h FROM (SELECT hash(node_id, ts) AS h FROM {ok}) GROUP BY h HAVING count(*) > 1
-    """)
-    if not _one(con, f"SELECT count(*) FROM dh_{tag}")[0]:
+    suspects = _one(con, f"SELECT count(*) FROM nh_{tag} WHERE n > n_secs")[0]
+    if not suspects:
         return
     con.execute(f"""
         CREATE TEMP TABLE dk_{tag} AS
-        SELECT node_id, ts, count(DISTINCT hash({_VALUES})) AS n_values, min(_k) AS first_k
-        FROM {ok} WHERE hash(node_id, ts) IN (SELECT h FROM dh_{tag})
-        GROUP BY node_id, ts HAVING count(*) > 1
+        SELECT o.node_id, o.ts, count(DISTINCT hash({", ".join("o." + c for c in _VALUES.split(", "))})) AS n_values,
+               min(o._k) AS first_k
+        FROM {ok} o JOIN (SELECT DISTINCT node_id, h FROM nh_{tag} WHERE n > n_secs) c
+          ON o.node_id = c.node_id AND epoch_ms(o.ts) // 3600000 = c.h
+        GROUP BY o.node_id, o.ts HAVING count(*) > 1
     """)
     con.execute(f"""
         INSERT INTO {x}
@@ -499,7 +501,7 @@ def _quarantine(con, tag: str, staged: Staged, ingest_id: int, source: str, path
 
 def _cleanup(con, tag: str, staged: Staged | None) -> None:
     con.execute(f"DROP VIEW IF EXISTS ok_{tag}")
-    for name in ("x", "nexp", "pexp", "dh", "dk", "ovl", "rep", "ns", "nh"):
+    for name in ("x", "nexp", "pexp", "dk", "ovl", "rep", "ns", "nh"):
         con.execute(f"DROP TABLE IF EXISTS {name}_{tag}")
     for obj in staged.to_drop if staged else []:
         kind, name = obj.split(" ", 1)
