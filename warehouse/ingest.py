@@ -188,11 +188,22 @@ def _ts_sql(ts_type: str) -> tuple[str, str, str]:
 def _parse_sql(
     staged: Staged, default_source: str, rules: IngestRules, now: datetime, tag: str, kind: str = "VIEW"
 ) -> str:
-    """`parsed_<tag>`: typed values + the first row-level check each record fails (NULL: none)."""
+    """`conv_<tag>` (view): typed values; `parsed_<tag>`: those + the first row-level check each
+    record fails (NULL: none). The checks run once; later passes read conv_ minus the excluded."""
     ts_p, is_ts, has_tz = _ts_sql(staged.ts_type)
     future = now + timedelta(seconds=rules.future_tolerance_s)
     src = default_source.replace("'", "''")
     return f"""
+    CREATE TEMP VIEW conv_{tag} AS
+      SELECT _k, row_number,
+        ts IS NULL AS ts_raw_null, {is_ts} AS is_ts, {has_tz} AS has_tz, {ts_p} AS ts_p,
+        node_id::VARCHAR AS node_id, pool::VARCHAR AS pool, gpu_model::VARCHAR AS gpu_model,
+        gpus_total IS NULL AS total_raw_null, TRY_CAST(gpus_total AS DOUBLE) AS total_d,
+        gpus_allocated IS NULL AS alloc_raw_null, TRY_CAST(gpus_allocated AS DOUBLE) AS alloc_d,
+        gpu_util IS NULL AS util_raw_null, TRY_CAST(gpu_util AS DOUBLE) AS util_d,
+        coalesce(nullif(source::VARCHAR, ''), '{src}') AS source,
+        nullif(quality_flag::VARCHAR, '') AS quality_flag
+      FROM {staged.relation};
     CREATE TEMP {kind} parsed_{tag} AS
     SELECT _k, row_number, ts_p AS ts, node_id, pool, gpu_model, total_d, alloc_d, util_d, source, quality_flag,
       CASE
@@ -216,17 +227,7 @@ def _parse_sql(
         WHEN util_d < 0 OR util_d > 100 THEN 'gpu_util_out_of_range'
         WHEN alloc_raw_null AND util_raw_null THEN 'no_measurement'
       END AS reason
-    FROM (
-      SELECT _k, row_number,
-        ts IS NULL AS ts_raw_null, {is_ts} AS is_ts, {has_tz} AS has_tz, {ts_p} AS ts_p,
-        node_id::VARCHAR AS node_id, pool::VARCHAR AS pool, gpu_model::VARCHAR AS gpu_model,
-        gpus_total IS NULL AS total_raw_null, TRY_CAST(gpus_total AS DOUBLE) AS total_d,
-        gpus_allocated IS NULL AS alloc_raw_null, TRY_CAST(gpus_allocated AS DOUBLE) AS alloc_d,
-        gpu_util IS NULL AS util_raw_null, TRY_CAST(gpu_util AS DOUBLE) AS util_d,
-        coalesce(nullif(source::VARCHAR, ''), '{src}') AS source,
-        nullif(quality_flag::VARCHAR, '') AS quality_flag
-      FROM {staged.relation}
-    )
+    FROM conv_{tag}
     """
 
 
@@ -238,7 +239,7 @@ def _prepare(con, staged: Staged, default_source: str, rules: IngestRules, now: 
     n = _one(con, f"SELECT count(*) FROM {staged.relation}")[0]
     kind = "TABLE" if n <= SMALL_FILE_ROWS else "VIEW"
     con.execute(_parse_sql(staged, default_source, rules, now, tag, kind))
-    staged.to_drop.insert(0, f"{kind} parsed_{tag}")
+    staged.to_drop[:0] = [f"{kind} parsed_{tag}", f"VIEW conv_{tag}"]
     # DuckDB 2.0.0 loses rows when, in one transaction, the first INSERT into a table adds
     # nothing and a later single INSERT adds more than a row group (122,880 rows): they are
     # invisible, even after COMMIT. x_<tag> gets several inserts, any of which may be empty, so
@@ -247,11 +248,14 @@ def _prepare(con, staged: Staged, default_source: str, rules: IngestRules, now: 
     con.execute(f"CREATE TEMP TABLE x_{tag} (_k BIGINT, reason VARCHAR, detail VARCHAR, dup BOOLEAN)")
     con.execute(f"INSERT INTO x_{tag} VALUES (-1, NULL, NULL, FALSE)")
     con.execute(f"INSERT INTO x_{tag} SELECT _k, reason, NULL, FALSE FROM parsed_{tag} WHERE reason IS NOT NULL")
-    con.execute(f"""
-        CREATE TEMP VIEW ok_{tag} AS
-        SELECT * EXCLUDE (reason) FROM parsed_{tag}
-        WHERE reason IS NULL AND _k NOT IN (SELECT _k FROM x_{tag})
-    """)
+    # x_ holds every record that failed a check, so "not excluded" needs no re-check: big files
+    # read the typed view again instead of re-evaluating the checks on every pass.
+    if kind == "TABLE":
+        base = f"(SELECT * EXCLUDE (reason) FROM parsed_{tag})"
+    else:
+        base = (f"(SELECT _k, row_number, ts_p AS ts, node_id, pool, gpu_model, total_d, alloc_d, util_d, "
+                f"source, quality_flag FROM conv_{tag})")
+    con.execute(f"CREATE TEMP VIEW ok_{tag} AS SELECT * FROM {base} WHERE _k NOT IN (SELECT _k FROM x_{tag})")
 
 
 def _node_hours(con, tag: str) -> None:
