@@ -37,7 +37,7 @@ def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, float):
-        return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 10 else f"{v:,.1f}"
+        return f"{v:,.3f}".rstrip("0").rstrip(".")
     if isinstance(v, int):
         return f"{v:,}"
     if hasattr(v, "strftime"):
