@@ -58,13 +58,14 @@ class LGBMDirect(Forecaster):
         conformal: bool = True,
         calibration_hours: int | None = None,
         objective: str = "l2",
+        target: str = "delta",
         n_estimators: int = 300,
         learning_rate: float = 0.05,
         num_leaves: int = 31,
         min_child_samples: int = 40,
         country: str | None = None,
         tz: str = "UTC",
-        n_jobs: int = 2,
+        n_jobs: int = 1,  # OpenMP threads spin badly when a shared 2-core box is busy
         seed: int = 0,
         alias: str | None = None,
     ):
@@ -76,6 +77,7 @@ class LGBMDirect(Forecaster):
         self.conformal = conformal
         self.calibration_hours = calibration_hours
         self.objective = objective
+        self.target = target
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -130,6 +132,14 @@ class LGBMDirect(Forecaster):
         )
         return X[self.feature_names_]
 
+    def _base(self, X: pd.DataFrame) -> np.ndarray:
+        """What the trees correct: the last observed share ('delta' target) or zero ('level')."""
+        if self.target == "delta":
+            return np.nan_to_num(X["y_last"].to_numpy(dtype=float), nan=0.0)
+        if self.target == "level":
+            return np.zeros(len(X))
+        raise ValueError(f"target must be 'delta' or 'level', got {self.target!r}")
+
     def _booster(self):
         import lightgbm as lgb
 
@@ -152,7 +162,7 @@ class LGBMDirect(Forecaster):
         if len(s) == 0:
             raise ValueError("not enough history to build any training row (need min_history + 1 hours)")
         X = self._features(panel, stats, s, o, h, calendar)
-        y = direct_target(panel, s, o, h)
+        y = direct_target(panel, s, o, h) - self._base(X)
         return self._booster().fit(X, y), len(y)
 
     def fit(self, df: pd.DataFrame, calendar: pd.DataFrame | None = None) -> "LGBMDirect":
@@ -185,7 +195,7 @@ class LGBMDirect(Forecaster):
                 s, o, h = self._examples(panel, late, T, rng)
                 if len(s):
                     X = self._features(panel, stats, s, o, h, cal)
-                    pred = m0.predict(X)
+                    pred = m0.predict(X) + self._base(X)
                     y = direct_target(panel, s, o, h)
                     scale = _snaive_scale(panel, c)[s]
                     r = (y - pred) / scale
@@ -230,7 +240,7 @@ class LGBMDirect(Forecaster):
             cal = cal[cal["known_at"] <= panel.end()]
         X = self._features(panel, stats, s, o, steps, cal)
         cap = panel.capacity[:, -1]
-        share = self.model_.predict(X).reshape(panel.n, h)
+        share = (self.model_.predict(X) + self._base(X)).reshape(panel.n, h)
         mean = share * cap[:, None]
         if self.residual_q_ is not None:
             med = float(np.median(list(self.scale_.values())))

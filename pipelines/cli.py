@@ -74,6 +74,9 @@ def _run_with_progress(label: str, fn, *args, **kwargs):
                 progress.update(bar, total=payload)
             elif event == "file":
                 progress.update(bar, advance=1, last=f"{Path(payload.path).name}: {payload.status}")
+            elif event == "backtest":
+                done, total, name = payload
+                progress.update(bar, total=total, completed=done, last=f"fitted {name}")
 
         with reporting(on_event):
             return fn(*args, **kwargs)
@@ -241,6 +244,101 @@ def generate(
         files = write_fleet(spec, out_dir, file_per=file_per)
     console.print(f"wrote {files.rows:,} telemetry rows in {len(files.telemetry):,} file(s) under {out_dir}; "
                   f"calendar: {files.calendar}")
+
+
+_METRIC_COLS = {
+    "model": "model", "n": "points", "mae": "MAE", "mae_vs_naive": "MAE/naive", "mae_vs_snaive": "MAE/snaive",
+    "mase_mean": "MASE mean", "mase_median": "MASE median", "pinball": "pinball", "coverage80": "cov 80%",
+    "coverage90": "cov 90%", "width80": "width 80%", "mae_event": "MAE run start/end", "mae_rest": "MAE rest",
+}
+
+
+def _metrics_table(overall, title: str) -> None:
+    print_frame(overall[list(_METRIC_COLS)].rename(columns=_METRIC_COLS), title)
+
+
+def _with_forecast_overrides(s: Settings, windows: Optional[int], horizon: Optional[int], models: Optional[str]) -> Settings:
+    upd = {}
+    if windows is not None:
+        upd["backtest_windows"] = windows
+    if horizon is not None:
+        upd["backtest_horizon_hours"] = horizon
+    if models is not None:
+        upd["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    if upd:
+        s = s.model_copy(update={"forecast": s.forecast.model_copy(update=upd)})
+    return s
+
+
+WindowsOpt = typer.Option(None, "--windows", help="backtest origins (default from settings)")
+HorizonOpt = typer.Option(None, "--horizon", help="backtest horizon in hours (default from settings)")
+ModelsOpt = typer.Option(None, "--models", help="comma-separated candidates, e.g. naive,snaive_24,mstl,lgbm")
+
+
+@app.command()
+def backtest(
+    windows: Optional[int] = WindowsOpt,
+    horizon: Optional[int] = HorizonOpt,
+    models: Optional[str] = ModelsOpt,
+    per_pool: bool = typer.Option(False, "--per-pool", help="also print the per-pool table"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Rolling-origin backtest of the candidate models; prints per-model metrics (nothing is registered)."""
+    s = _with_forecast_overrides(_settings(config), windows, horizon, models)
+    from pipelines.forecast_flow import backtest_forecasters
+
+    out = _run_with_progress("backtest", backtest_forecasters, settings=s)
+    f = s.forecast
+    _metrics_table(out["overall"], f"backtest: {f.backtest_windows} origins x {f.backtest_horizon_hours} h, "
+                                   f"step {f.backtest_step_hours} h ({f.backtest_window})")
+    if per_pool:
+        pp = out["per_pool"]
+        print_frame(pp[pp["model"] == "selected"] if (pp["model"] == "selected").any() else pp, "per pool", max_rows=200)
+
+
+@app.command()
+def train(
+    windows: Optional[int] = WindowsOpt,
+    horizon: Optional[int] = HorizonOpt,
+    models: Optional[str] = ModelsOpt,
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Backtest, pick a model per pool, fit, log to MLflow and register (champion only if better)."""
+    s = _with_forecast_overrides(_settings(config), windows, horizon, models)
+    from pipelines.forecast_flow import train_forecaster
+
+    out = _run_with_progress("train", train_forecaster, settings=s)
+    import pandas as pd
+
+    _metrics_table(pd.DataFrame(out["overall"]), "backtest (\"selected\" = per-pool choice, chosen on earlier origins only)")
+    verdict = "[green]promoted to champion[/green]" if out["promoted"] else "[yellow]not promoted[/yellow]"
+    console.print(f"MLflow run {out['run_id']}: {s.forecast.registered_model} v{out['version']} {verdict} ({out['reason']})")
+    console.print(f"MLflow store: {s.mlflow_tracking_uri} (browse: mlflow ui --backend-store-uri {s.mlflow_tracking_uri})")
+
+
+@app.command()
+def forecast(config: Optional[Path] = ConfigOpt) -> None:
+    """Forecast every pool with the champion; write hourly and daily rows to the warehouse."""
+    s = _settings(config)
+    from pipelines.forecast_flow import forecast as forecast_flow
+    from warehouse.db import connect
+    from warehouse.forecasts import latest_forecast
+
+    with console.status("forecasting"):
+        try:
+            out = forecast_flow(settings=s)
+        except LookupError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(code=1)
+    console.print(f"forecast {out['forecast_id']}: origin {out['origin']}, {out['hourly_rows']:,} hourly and "
+                  f"{out['daily_rows']:,} daily rows")
+    con = connect(s.duckdb_path, read_only=True)
+    day = latest_forecast(con, "day")
+    con.close()
+    if len(day):
+        first = day[day["ds"] == day["ds"].min()]
+        print_frame(first[["unique_id", "ds", "model", "q10", "q50", "mean", "q90", "gpus_total"]],
+                    "first full day: idle GPU-hours per pool (q10 = what a reserved offer can lean on)")
 
 
 @app.command()

@@ -50,6 +50,37 @@ class SourceSettings(BaseModel):
         return SourceOptions(**self.model_dump())
 
 
+class ForecastSettings(BaseModel):
+    """Forecasting and backtests. Hours are UTC clock hours."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    horizon_hours: int = Field(168, ge=1, description="hourly forecast length (spot)")
+    daily_horizon_days: int = Field(30, ge=0, description="daily totals for reserved terms (0 = none)")
+    min_coverage: float = Field(0.5, ge=0, le=1, description="pool-hours with less telemetry are not learned from")
+    mask_flags: list[str] = Field(default_factory=lambda: ["helios_blackout"])
+    holidays_country: str | None = Field(None, description="ISO code for the holiday feature, e.g. US, CN")
+    timezone: str = Field("UTC", description="local time for hour-of-day / weekday features")
+    models: list[str] = Field(
+        default_factory=lambda: ["naive", "snaive_24", "snaive_168", "mstl", "lgbm", "ensemble"],
+        description="candidates backtested; the champion is the per-pool selection among them",
+    )
+    backtest_horizon_hours: int = Field(24, ge=1)
+    backtest_windows: int = Field(7, ge=1)
+    backtest_step_hours: int = Field(24, ge=1)
+    backtest_window: str = Field("expanding", pattern="^(expanding|sliding)$")
+    backtest_window_hours: int | None = Field(None, ge=24)
+    lgbm_n_estimators: int = Field(300, ge=10)
+    lgbm_learning_rate: float = Field(0.05, gt=0)
+    lgbm_num_leaves: int = Field(31, ge=2)
+    lgbm_max_train_rows: int = Field(400_000, ge=1000)
+    registered_model: str = "idlecap-forecaster"
+    experiment: str = "idlecap-forecasting"
+    promotion_metric: str = Field("mase_median", description="lower is better; compared with the champion's")
+    min_improvement: float = Field(0.0, ge=0, lt=1)
+    fan_charts: int = Field(16, ge=0, description="pools with a fan chart in MLflow (largest first)")
+
+
 class Settings(BaseModel):
     """Every path defaults under `var_dir`; each can point elsewhere (or at a server) by config."""
 
@@ -63,6 +94,7 @@ class Settings(BaseModel):
     prefect_home: Path | None = None
     ingest: IngestSettings = IngestSettings()
     sources: SourceSettings = SourceSettings()
+    forecast: ForecastSettings = ForecastSettings()
 
     def model_post_init(self, __context: Any) -> None:
         v = self.var_dir
@@ -87,7 +119,7 @@ ENV_PREFIX = "IDLECAP_"
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    sections = {"ingest", "sources"}
+    sections = {"ingest", "sources", "forecast"}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key == "IDLECAP_CONFIG":
             continue

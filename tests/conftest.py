@@ -52,3 +52,20 @@ def con(db_path: Path):
     c = connect(db_path)
     yield c
     c.close()
+
+
+def fleet_frames(pools: int = 6, days: int = 35, seed: int = 0):
+    """A synthetic fleet where planned runs drive idle capacity: (series frame, calendar)."""
+    from warehouse.synthetic import FleetSpec, generate_calendar, generate_pool_busy
+
+    spec = FleetSpec(pools=pools, days=days, seed=seed, plan_horizon_days=14)
+    cal = generate_calendar(spec)
+    truth = generate_pool_busy(spec, cal)
+    df = truth.assign(y=(truth["gpus_total"] - truth["busy_gpus"]).astype(float))
+    df["gpu_model"] = df["unique_id"].str.split("-").str[-1].str.upper()
+    return df[["unique_id", "ds", "y", "gpus_total", "gpu_model"]], cal
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    return fleet_frames()

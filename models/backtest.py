@@ -1,0 +1,108 @@
+"""Rolling-origin backtests (Nixtla's `cross_validation` verb).
+
+At every origin each forecaster is refit on history strictly before the origin (expanding, or
+a sliding window of `window_size` hours) and given the calendar as it was known at the origin
+(rows with known_at <= origin). Only observed hours are scored: masked or missing hours have
+y = NaN and are left out, never counted as zero.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from features.panel import to_utc_hours
+from features.planned import event_hours, normalize_calendar
+from models.base import QCOLS, Forecaster
+
+
+def rolling_origins(end: pd.Timestamp, h: int, n_windows: int, step: int) -> pd.DatetimeIndex:
+    """Origins whose h-hour horizon ends at or before `end`, `step` hours apart, oldest first."""
+    if n_windows < 1 or step < 1:
+        raise ValueError("n_windows and step must be >= 1")
+    last = end - pd.Timedelta(hours=h)
+    return pd.DatetimeIndex([last - pd.Timedelta(hours=step * k) for k in range(n_windows - 1, -1, -1)])
+
+
+def cross_validation(
+    forecasters: Sequence[Forecaster],
+    df: pd.DataFrame,
+    calendar: pd.DataFrame | None = None,
+    h: int = 24,
+    n_windows: int = 7,
+    step: int = 24,
+    window: str = "expanding",
+    window_size: int | None = None,
+    origins: pd.DatetimeIndex | None = None,
+    on_window: Callable[[int, int, str], None] | None = None,
+) -> pd.DataFrame:
+    """Long frame unique_id, ds, cutoff, step, model, y, mean, q05..q95, gpus_total, event."""
+    if window not in ("expanding", "sliding"):
+        raise ValueError("window must be 'expanding' or 'sliding'")
+    if window == "sliding" and not window_size:
+        raise ValueError("a sliding window needs window_size (hours)")
+    df = df.copy()
+    df["ds"] = to_utc_hours(df["ds"])
+    end = df["ds"].max() + pd.Timedelta(hours=1)
+    if origins is None:
+        origins = rolling_origins(end, h, n_windows, step)
+    origins = to_utc_hours(origins)
+    if origins.min() <= df["ds"].min():
+        raise ValueError(f"the first origin {origins.min()} leaves no history; use fewer windows")
+    cal = normalize_calendar(calendar)
+    events = event_hours(cal).assign(event=True)
+    out = []
+    total = len(origins) * len(forecasters)
+    done = 0
+    for origin in origins:
+        lo = origin - pd.Timedelta(hours=window_size) if window == "sliding" else df["ds"].min()
+        train = df[(df["ds"] < origin) & (df["ds"] >= lo)]
+        truth = df[(df["ds"] >= origin) & (df["ds"] < origin + pd.Timedelta(hours=h))]
+        known = cal[cal["known_at"] <= origin]
+        for f in forecasters:
+            m = clone(f).fit(train, known)
+            fc = m.predict(h, X_df=known)
+            j = fc.merge(truth[["unique_id", "ds", "y", "gpus_total"]], on=["unique_id", "ds"], how="inner")
+            j = j[j["y"].notna()]
+            j.insert(2, "cutoff", origin)
+            out.append(j)
+            done += 1
+            if on_window is not None:
+                on_window(done, total, f.name)
+    cv = pd.concat(out, ignore_index=True)
+    cv["step"] = ((cv["ds"] - cv["cutoff"]) // pd.Timedelta(hours=1)).astype(int) + 1
+    cv = cv.merge(events, on=["unique_id", "ds"], how="left")
+    cv["event"] = cv["event"].fillna(False).astype(bool)
+    cols = ["unique_id", "ds", "cutoff", "step", "model", "y", "mean", *QCOLS, "gpus_total", "event"]
+    return cv[cols].sort_values(["model", "cutoff", "unique_id", "ds"], ignore_index=True)
+
+
+def add_selected(cv: pd.DataFrame, candidates: Sequence[str], metric: str = "mae", name: str = "selected") -> pd.DataFrame:
+    """Append the per-pool selection as a model, chosen honestly: window k uses windows < k.
+
+    At each cutoff a pool takes the candidate with the lowest MAE on that pool over all earlier
+    cutoffs; the first cutoff, with nothing earlier, takes the first candidate. Choosing on the
+    same windows it is scored on would flatter the selection.
+    """
+    sub = cv[cv["model"].isin(candidates)].copy()
+    sub["ae"] = (sub["y"] - sub["mean"]).abs()
+    per = sub.groupby(["cutoff", "unique_id", "model"], as_index=False)["ae"].agg(["sum", "count"])
+    per = per.sort_values("cutoff")
+    cutoffs = np.sort(sub["cutoff"].unique())
+    picks = []
+    for k, c in enumerate(cutoffs):
+        if k == 0:
+            chosen = pd.DataFrame({"unique_id": sub.loc[sub["cutoff"] == c, "unique_id"].unique()})
+            chosen["model"] = candidates[0]
+        else:
+            past = per[per["cutoff"] < c].groupby(["unique_id", "model"], as_index=False)[["sum", "count"]].sum()
+            past["mae"] = past["sum"] / past["count"].clip(lower=1)
+            chosen = past.sort_values(["unique_id", "mae"]).drop_duplicates("unique_id")[["unique_id", "model"]]
+        chosen["cutoff"] = c
+        picks.append(chosen)
+    pick = pd.concat(picks, ignore_index=True)
+    sel = sub.drop(columns="ae").merge(pick, on=["cutoff", "unique_id", "model"], how="inner")
+    sel["model"] = name
+    return pd.concat([cv, sel[cv.columns]], ignore_index=True)

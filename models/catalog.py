@@ -1,0 +1,36 @@
+"""Candidate forecasters by name, so configuration can list them ("naive", "lgbm", ...)."""
+from __future__ import annotations
+
+from typing import Any
+
+from models.base import Forecaster
+from models.ensemble import MeanEnsemble
+from models.lgbm import LGBMDirect
+from models.naive import Naive, SeasonalNaive
+from models.seasonal import MSTLForecaster
+
+KNOWN = ("naive", "snaive_24", "snaive_168", "mstl", "lgbm", "lgbm_nocal", "ensemble")
+
+
+def build(name: str, horizon: int, lgbm: dict[str, Any] | None = None) -> Forecaster:
+    """One unfitted forecaster. `lgbm` holds LGBMDirect keyword arguments (country, tz, trees...)."""
+    lgbm = dict(lgbm or {})
+    if name == "naive":
+        return Naive()
+    if name.startswith("snaive_"):
+        return SeasonalNaive(int(name.split("_", 1)[1]))
+    if name == "mstl":
+        return MSTLForecaster()
+    if name == "lgbm":
+        return LGBMDirect(horizon=horizon, use_calendar=True, **lgbm)
+    if name == "lgbm_nocal":
+        return LGBMDirect(horizon=horizon, use_calendar=False, **lgbm)
+    if name == "ensemble":
+        return MeanEnsemble([LGBMDirect(horizon=horizon, **lgbm), MSTLForecaster()])
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(KNOWN)}")
+
+
+def build_all(names: list[str], horizon: int, lgbm: dict[str, Any] | None = None) -> list[Forecaster]:
+    if not names:
+        raise ValueError("no candidate models configured")
+    return [build(n, horizon, lgbm) for n in names]

@@ -1,0 +1,82 @@
+"""Combinations of forecasters: a mean ensemble and a per-pool selection chosen by backtest."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from models.base import QCOLS, Forecaster, check_horizon
+
+
+class MeanEnsemble(Forecaster):
+    """Average of the members' means and quantiles (averaged quantiles never cross)."""
+
+    model_name = "ensemble"
+
+    def __init__(self, members: list[Forecaster], alias: str | None = None):
+        self.members = members
+        self.alias = alias
+
+    def fit(self, df: pd.DataFrame, calendar: pd.DataFrame | None = None) -> "MeanEnsemble":
+        if not self.members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members_ = [clone(m).fit(df, calendar) for m in self.members]
+        return self
+
+    def predict(self, h: int, X_df: pd.DataFrame | None = None, new_df: pd.DataFrame | None = None) -> pd.DataFrame:
+        h = check_horizon(h)
+        if not hasattr(self, "members_"):
+            raise RuntimeError("MeanEnsemble is not fitted")
+        fcs = [m.predict(h, X_df=X_df, new_df=new_df) for m in self.members_]
+        out = fcs[0][["unique_id", "ds"]].copy()
+        out["model"] = self.name
+        vals = np.mean([f[["mean", *QCOLS]].to_numpy() for f in fcs], axis=0)
+        out[["mean", *QCOLS]] = vals
+        return out
+
+
+class PerPoolSelector(Forecaster):
+    """Each pool forecast by the member its backtest chose; unknown pools get `default`.
+
+    `choice` maps pool -> member name (a member's `name`); members are fitted together.
+    """
+
+    model_name = "selected"
+
+    def __init__(self, members: list[Forecaster], choice: dict[str, str] | None = None,
+                 default: str | None = None, alias: str | None = None):
+        self.members = members
+        self.choice = choice
+        self.default = default
+        self.alias = alias
+
+    def fit(self, df: pd.DataFrame, calendar: pd.DataFrame | None = None) -> "PerPoolSelector":
+        names = [m.name for m in self.members]
+        if len(set(names)) != len(names):
+            raise ValueError(f"member names must be unique, got {names}")
+        unknown = set((self.choice or {}).values()) - set(names)
+        if unknown:
+            raise ValueError(f"choice names members that do not exist: {sorted(unknown)}")
+        self.default_ = self.default or names[0]
+        if self.default_ not in names:
+            raise ValueError(f"default {self.default_!r} is not a member")
+        self.members_ = {m.name: clone(m).fit(df, calendar) for m in self.members}
+        return self
+
+    def predict(self, h: int, X_df: pd.DataFrame | None = None, new_df: pd.DataFrame | None = None) -> pd.DataFrame:
+        h = check_horizon(h)
+        if not hasattr(self, "members_"):
+            raise RuntimeError("PerPoolSelector is not fitted")
+        choice = self.choice or {}
+        fcs = []
+        needed = None
+        for name, m in self.members_.items():
+            fc = m.predict(h, X_df=X_df, new_df=new_df)
+            if needed is None:
+                needed = fc["unique_id"].map(lambda u: choice.get(u, self.default_))
+                needed = dict(zip(fc["unique_id"], needed))
+            fcs.append(fc[fc["unique_id"].map(needed) == name])
+        out = pd.concat(fcs, ignore_index=True)
+        out["source_model"] = out["model"]
+        out["model"] = self.name
+        return out.sort_values(["unique_id", "ds"], ignore_index=True)

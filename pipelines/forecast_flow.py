@@ -1,0 +1,223 @@
+"""Prefect flows that train the forecaster and write forecasts.
+
+train_forecaster, top to bottom: read pool_hourly and the versioned calendar -> backtest every
+candidate from rolling origins (calendar as known at each origin) -> choose a model per pool ->
+fit the chosen models on all history -> log params, data window and hash, metrics, tables,
+fan charts and the model to MLflow -> register it; `champion` moves only if it beats the champion.
+
+forecast: load the champion -> read the newest history and plan -> forecast hourly and daily
+totals -> write them to DuckDB under one forecast_id (re-running replaces, never duplicates).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+
+from features.planned import normalize_calendar
+from features.series import data_fingerprint, load_pool_series
+from models import catalog
+from models.daily import to_daily
+from models.selection import SELECTED, BacktestReport, backtest_and_select, final_forecaster
+from pipelines.progress import report as progress
+from pipelines.settings import ForecastSettings, Settings
+from warehouse.db import connect
+from warehouse.forecasts import ForecastRun, write_forecast
+
+_CALENDAR_SQL = "SELECT run_id, pool, start, \"end\", gpus, priority, status, known_at FROM training_calendar"
+
+
+def _lgbm_kwargs(f: ForecastSettings) -> dict[str, Any]:
+    return dict(
+        n_estimators=f.lgbm_n_estimators, learning_rate=f.lgbm_learning_rate, num_leaves=f.lgbm_num_leaves,
+        max_train_rows=f.lgbm_max_train_rows, country=f.holidays_country, tz=f.timezone,
+    )
+
+
+def full_horizon(f: ForecastSettings) -> int:
+    return max(f.horizon_hours, f.daily_horizon_days * 24)
+
+
+@task
+def load_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Series (masked hours as NaN) and every version of the training calendar."""
+    f = settings.forecast
+    con = connect(settings.duckdb_path)
+    try:
+        df = load_pool_series(con, min_coverage=f.min_coverage, mask_flags=tuple(f.mask_flags))
+        cal = con.execute(_CALENDAR_SQL).df()
+    finally:
+        con.close()
+    if df.empty:
+        raise ValueError("pool_hourly is empty: ingest telemetry first (`idlecap ingest`)")
+    return df, cal
+
+
+@task
+def run_backtest(df: pd.DataFrame, calendar: pd.DataFrame, settings: Settings) -> BacktestReport:
+    f = settings.forecast
+    candidates = catalog.build_all(f.models, f.backtest_horizon_hours, _lgbm_kwargs(f))
+    return backtest_and_select(
+        candidates, df, calendar, h=f.backtest_horizon_hours, n_windows=f.backtest_windows,
+        step=f.backtest_step_hours, window=f.backtest_window, window_size=f.backtest_window_hours,
+        on_window=lambda done, total, name: progress("backtest", (done, total, name)),
+    )
+
+
+@task
+def fit_final(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, settings: Settings):
+    f = settings.forecast
+    candidates = catalog.build_all(f.models, full_horizon(f), _lgbm_kwargs(f))
+    return final_forecaster(bt, candidates).fit(df, calendar)
+
+
+def _newest_plan(calendar: pd.DataFrame) -> pd.DataFrame:
+    """Newest version of every run, still planned; known_at dropped (it is the plan in force)."""
+    cal = normalize_calendar(calendar)
+    newest = cal.sort_values(["run_id", "known_at"], kind="stable").drop_duplicates("run_id", keep="last")
+    return newest[newest["status"] == "planned"].drop(columns="known_at").reset_index(drop=True)
+
+
+@task
+def log_to_mlflow(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, model, settings: Settings) -> dict[str, Any]:
+    """One MLflow run: params, data window + hash, metrics, tables, fan charts, model; register."""
+    import mlflow
+
+    from models.plots import fan_chart
+    from models.registry import log_forecaster, register_and_promote
+
+    f = settings.forecast
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    if mlflow.get_experiment_by_name(f.experiment) is None:
+        art = settings.mlflow_artifacts
+        if "://" not in art:
+            art = Path(art).resolve().as_uri()
+        mlflow.create_experiment(f.experiment, artifact_location=art)
+    mlflow.set_experiment(f.experiment)
+    observed = df[df["y"].notna()]
+    data_hash = data_fingerprint(df)
+    with mlflow.start_run(run_name=f"train {observed['ds'].max():%Y-%m-%d %H:%M}") as run:
+        mlflow.log_params({f"forecast.{k}": (json.dumps(v) if isinstance(v, list) else v)
+                           for k, v in f.model_dump().items()})
+        mlflow.log_params({
+            "data.start": str(df["ds"].min()), "data.end": str(df["ds"].max()),
+            "data.pools": df["unique_id"].nunique(), "data.rows": len(df),
+            "data.masked_or_missing_rows": int(df["y"].isna().sum()),
+            "data.calendar_versions": len(calendar), "data.hash": data_hash,
+            "backtest.origins": ",".join(str(o) for o in bt.origins),
+            "selection.default": bt.default,
+        })
+        mlflow.set_tags({"data_hash": data_hash, "kind": "train_forecaster"})
+        for row in bt.overall.to_dict("records"):
+            m = row.pop("model")
+            mlflow.log_metrics({f"{m}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+        sel = bt.per_pool[bt.per_pool["model"] == SELECTED]
+        if len(sel) <= 200:
+            mlflow.log_metrics({f"pool.{u}.mase": float(v) for u, v in zip(sel["unique_id"], sel["mase"]) if pd.notna(v)})
+        with tempfile.TemporaryDirectory() as tmp:
+            t = Path(tmp)
+            bt.overall.to_csv(t / "metrics_overall.csv", index=False)
+            bt.per_pool.to_csv(t / "metrics_per_pool.csv", index=False)
+            bt.cv.to_parquet(t / "backtest.parquet", index=False)
+            pd.Series(bt.choice, name="model").rename_axis("pool").to_csv(t / "choice_per_pool.csv")
+            for name in ("metrics_overall.csv", "metrics_per_pool.csv", "backtest.parquet", "choice_per_pool.csv"):
+                mlflow.log_artifact(str(t / name), artifact_path="backtest")
+            # fan charts: the largest pools, forecast from the end of the data with the newest plan
+            plan = _newest_plan(calendar)
+            fc = model.predict(f.horizon_hours, X_df=plan)
+            caps = df.groupby("unique_id")["gpus_total"].last().sort_values(ascending=False)
+            charts = t / "fan_charts"
+            charts.mkdir()
+            for uid in caps.index[: f.fan_charts]:
+                png = fan_chart(
+                    df[df["unique_id"] == uid], fc[fc["unique_id"] == uid],
+                    plan[plan["unique_id"] == uid],
+                    title=f"{uid}: idle GPUs, {bt.choice.get(uid, bt.default)} (backtest choice)",
+                )
+                (charts / f"{uid}.png".replace("/", "_")).write_bytes(png)
+            mlflow.log_artifacts(str(charts), artifact_path="fan_charts")
+        info = log_forecaster(model)
+        score = bt.score(SELECTED if SELECTED in set(bt.overall["model"]) else bt.default, f.promotion_metric)
+        promo = register_and_promote(
+            info.model_uri, f.registered_model, score, f.promotion_metric, f.min_improvement,
+            tags={"data_hash": data_hash, "data_end": str(df["ds"].max()), "run_id": run.info.run_id},
+        )
+        mlflow.set_tags({"registered_version": promo.version, "promotion": promo.reason})
+    return {"run_id": run.info.run_id, **asdict(promo)}
+
+
+@flow(name="train_forecaster", log_prints=True)
+def train_forecaster(settings: Settings | None = None) -> dict[str, Any]:
+    """Backtest, choose per pool, fit, log to MLflow, register (champion only if better)."""
+    settings = settings or Settings()
+    logger = get_run_logger()
+    df, cal = load_inputs(settings)
+    bt = run_backtest(df, cal, settings)
+    model = fit_final(df, cal, bt, settings)
+    result = log_to_mlflow(df, cal, bt, model, settings)
+    logger.info("trained: %s", result)
+    return {**result, "overall": bt.overall.to_dict("records"), "choice": bt.choice}
+
+
+@flow(name="backtest_forecasters", log_prints=True)
+def backtest_forecasters(settings: Settings | None = None) -> dict[str, Any]:
+    """Backtest only (no MLflow, no registration): the per-model and per-pool metric tables."""
+    settings = settings or Settings()
+    df, cal = load_inputs(settings)
+    bt = run_backtest(df, cal, settings)
+    return {"overall": bt.overall, "per_pool": bt.per_pool, "choice": bt.choice}
+
+
+@task
+def load_champion_task(settings: Settings):
+    import mlflow
+
+    from models.registry import load_champion
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return load_champion(settings.forecast.registered_model)
+
+
+@task
+def write_forecasts(run: ForecastRun, hourly: pd.DataFrame, daily: pd.DataFrame, settings: Settings) -> int:
+    con = connect(settings.duckdb_path)
+    try:
+        return write_forecast(con, run, hourly, daily)
+    finally:
+        con.close()
+
+
+@flow(name="forecast", log_prints=True)
+def forecast(settings: Settings | None = None) -> dict[str, Any]:
+    """Forecast every pool from the newest data with the champion; store hourly + daily rows."""
+    settings = settings or Settings()
+    f = settings.forecast
+    model, version, run_id = load_champion_task(settings)
+    df, cal = load_inputs(settings)
+    plan = _newest_plan(cal)
+    H = full_horizon(f)
+    fc = model.predict(H, X_df=plan, new_df=df)
+    caps = df.sort_values("ds").groupby("unique_id")["gpus_total"].last()
+    fc["gpus_total"] = fc["unique_id"].map(caps)
+    if "source_model" in fc:
+        fc["model"] = fc["source_model"]
+    hourly = fc[fc["ds"] < fc["ds"].min() + pd.Timedelta(hours=f.horizon_hours)]
+    daily = to_daily(fc) if f.daily_horizon_days else fc.iloc[0:0]
+    if len(daily):
+        first = daily["ds"].min()
+        daily = daily[daily["ds"] < first + pd.Timedelta(days=f.daily_horizon_days)].copy()
+        daily["gpus_total"] = daily["unique_id"].map(caps) * 24
+    origin = fc["ds"].min()
+    run = ForecastRun(
+        forecast_id=f"{f.registered_model}:v{version}:{origin:%Y%m%dT%H%MZ}", origin=origin.to_pydatetime(),
+        data_through=df.loc[df["y"].notna(), "ds"].max().to_pydatetime(), model_name=f.registered_model,
+        model_version=version, run_id=run_id, horizon_hours=f.horizon_hours, daily_days=f.daily_horizon_days,
+    )
+    rows = write_forecasts(run, hourly, daily, settings)
+    return {"forecast_id": run.forecast_id, "origin": str(origin), "model_version": version,
+            "hourly_rows": len(hourly), "daily_rows": len(daily), "rows_written": rows}
