@@ -57,12 +57,14 @@ class LGBMDirect(Forecaster):
         min_history: int = 48,
         conformal: bool = True,
         calibration_hours: int | None = None,
-        objective: str = "l2",
+        objective: str = "l1",
         target: str = "delta",
-        n_estimators: int = 300,
+        n_estimators: int = 200,
         learning_rate: float = 0.05,
-        num_leaves: int = 31,
-        min_child_samples: int = 40,
+        num_leaves: int = 15,
+        min_child_samples: int = 100,
+        reg_lambda: float = 10.0,
+        colsample_bytree: float = 0.7,
         country: str | None = None,
         tz: str = "UTC",
         n_jobs: int = 1,  # OpenMP threads spin badly when a shared 2-core box is busy
@@ -82,6 +84,8 @@ class LGBMDirect(Forecaster):
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
+        self.reg_lambda = reg_lambda
+        self.colsample_bytree = colsample_bytree
         self.country = country
         self.tz = tz
         self.n_jobs = n_jobs
@@ -151,7 +155,8 @@ class LGBMDirect(Forecaster):
             min_child_samples=self.min_child_samples,
             subsample=0.8,
             subsample_freq=1,
-            colsample_bytree=0.9,
+            colsample_bytree=self.colsample_bytree,
+            reg_lambda=self.reg_lambda,
             n_jobs=self.n_jobs,
             random_state=self.seed,
             verbosity=-1,

@@ -266,7 +266,15 @@ def _with_forecast_overrides(s: Settings, windows: Optional[int], horizon: Optio
     if models is not None:
         upd["models"] = [m.strip() for m in models.split(",") if m.strip()]
     if upd:
-        s = s.model_copy(update={"forecast": s.forecast.model_copy(update=upd)})
+        from pydantic import ValidationError
+
+        from pipelines.settings import ForecastSettings
+
+        try:
+            fs = ForecastSettings.model_validate({**s.forecast.model_dump(), **upd})
+        except ValidationError as exc:
+            raise typer.BadParameter(exc.errors()[0]["msg"]) from None
+        s = s.model_copy(update={"forecast": fs})
     return s
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from warehouse.sources.base import SourceOptions
 
@@ -70,15 +70,33 @@ class ForecastSettings(BaseModel):
     backtest_step_hours: int = Field(24, ge=1)
     backtest_window: str = Field("expanding", pattern="^(expanding|sliding)$")
     backtest_window_hours: int | None = Field(None, ge=24)
-    lgbm_n_estimators: int = Field(300, ge=10)
+    lgbm_n_estimators: int = Field(200, ge=10)
     lgbm_learning_rate: float = Field(0.05, gt=0)
-    lgbm_num_leaves: int = Field(31, ge=2)
+    lgbm_num_leaves: int = Field(15, ge=2)
     lgbm_max_train_rows: int = Field(400_000, ge=1000)
     registered_model: str = "idlecap-forecaster"
     experiment: str = "idlecap-forecasting"
     promotion_metric: str = Field("mase_median", description="lower is better; compared with the champion's")
     min_improvement: float = Field(0.0, ge=0, lt=1)
     fan_charts: int = Field(16, ge=0, description="pools with a fan chart in MLflow (largest first)")
+
+    @field_validator("models", "mask_flags", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        """IDLECAP_FORECAST__MODELS=naive,lgbm works like the TOML list."""
+        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, v: list[str]) -> list[str]:
+        from models.catalog import KNOWN
+
+        unknown = [m for m in v if m not in KNOWN and not (m.startswith("snaive_") and m[7:].isdigit())]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(KNOWN)} (or snaive_<hours>)")
+        if not v:
+            raise ValueError("at least one model is needed")
+        return v
 
 
 class Settings(BaseModel):

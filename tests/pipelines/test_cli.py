@@ -45,3 +45,24 @@ def test_unknown_source_is_a_clear_usage_error(var: Path) -> None:
 def test_status_without_a_warehouse_says_what_to_do(var: Path) -> None:
     r = runner.invoke(app, ["status"])
     assert r.exit_code == 1 and "run `idlecap ingest` first" in r.output
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_backtest_train_forecast_commands_on_the_bundled_sample(var: Path) -> None:
+    from pipelines.cli import SAMPLE_DIR
+
+    r = runner.invoke(app, ["ingest", str(SAMPLE_DIR / "helios_earth_sample.parquet")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["forecast"])
+    assert r.exit_code == 1 and "run `idlecap train` first" in r.output
+    r = runner.invoke(app, ["backtest", "--windows", "2", "--horizon", "24", "--models", "naive,snaive_24"])
+    assert r.exit_code == 0, r.output
+    assert "MASE median" in r.output and "snaive_24" in r.output and "selected" in r.output
+    r = runner.invoke(app, ["backtest", "--models", "prophet"])
+    assert r.exit_code == 2 and "unknown model(s) ['prophet']" in r.output
+    r = runner.invoke(app, ["train", "--windows", "2", "--models", "naive,snaive_24,snaive_168"])
+    assert r.exit_code == 0, r.output
+    assert "promoted to champion" in r.output
+    r = runner.invoke(app, ["forecast"])
+    assert r.exit_code == 0, r.output
+    assert "vc3sl" in r.output and "daily rows" in r.output
