@@ -66,14 +66,23 @@ def mstl_forecast(y: np.ndarray, h: int, periods: tuple[int, ...], max_history: 
     return mean, q
 
 
+def _safe_forecast(y: np.ndarray, h: int, periods: tuple[int, ...], max_history: int):
+    try:
+        return mstl_forecast(y, h, periods, max_history)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+
+
 class MSTLForecaster(Forecaster):
     """Per-pool MSTL(24, 168) + damped ETS; seasonal-naive fallback on short or broken pools."""
 
     model_name = "mstl"
 
-    def __init__(self, periods: tuple[int, ...] = (24, 168), max_history: int = 24 * 56, alias: str | None = None):
+    def __init__(self, periods: tuple[int, ...] = (24, 168), max_history: int = 24 * 56, n_jobs: int = 1,
+                 alias: str | None = None):
         self.periods = periods
         self.max_history = max_history
+        self.n_jobs = n_jobs
         self.alias = alias
 
     def fit(self, df: pd.DataFrame, calendar: pd.DataFrame | None = None) -> "MSTLForecaster":
@@ -86,12 +95,20 @@ class MSTLForecaster(Forecaster):
         panel: Panel = self._history(new_df)
         mean = np.empty((panel.n, h))
         q = np.empty((panel.n, h, len(QUANTILES)))
+        periods = tuple(self.periods)
+        if self.n_jobs != 1 and panel.n > 1:
+            from joblib import Parallel, delayed
+
+            results = Parallel(n_jobs=self.n_jobs)(
+                delayed(_safe_forecast)(panel.y[i], h, periods, self.max_history) for i in range(panel.n))
+        else:
+            results = [_safe_forecast(panel.y[i], h, periods, self.max_history) for i in range(panel.n)]
         fallback = []
-        for i in range(panel.n):
-            try:
-                mean[i], q[i] = mstl_forecast(panel.y[i], h, tuple(self.periods), self.max_history)
-            except (ValueError, np.linalg.LinAlgError):
+        for i, r in enumerate(results):
+            if r is None:
                 fallback.append(i)
+            else:
+                mean[i], q[i] = r
         if fallback:
             sub = Panel(panel.ids[fallback], panel.start, panel.y[fallback], panel.capacity[fallback], panel.gpu_model[fallback])
             sn = SeasonalNaive(min(self.periods))
