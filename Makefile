@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench bench-forecast install clean
 
 $(STAMP): pyproject.toml constraints.txt build-constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_throughput.py
+
+# Forecasting benchmark with the Nixtla peers (bench-only dependencies, pinned in bench/constraints-peers.txt)
+bench-forecast: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -c bench/constraints-peers.txt statsforecast mlforecast
+	$(BIN)/python bench/forecast_fleet.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

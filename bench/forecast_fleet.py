@@ -64,14 +64,14 @@ def score(cv: pd.DataFrame, scale: pd.DataFrame, events: pd.DataFrame, snaive_ae
     return out
 
 
-def ours(df, cal, h, n_windows, step, which, n_jobs) -> dict[str, pd.DataFrame]:
+def ours(df, cal, h, n_windows, step, which, processes, lgbm_threads) -> dict[str, pd.DataFrame]:
     models = {
         "naive": Naive(),
         "snaive_24": SeasonalNaive(24),
         "snaive_168": SeasonalNaive(168),
-        "mstl": MSTLForecaster(n_jobs=n_jobs),
-        "lgbm": LGBMDirect(horizon=h, n_jobs=n_jobs),
-        "lgbm_nocal": LGBMDirect(horizon=h, use_calendar=False, n_jobs=n_jobs),
+        "mstl": MSTLForecaster(n_jobs=processes),
+        "lgbm": LGBMDirect(horizon=h, n_jobs=lgbm_threads),
+        "lgbm_nocal": LGBMDirect(horizon=h, use_calendar=False, n_jobs=lgbm_threads),
     }
     out = {}
     for name, m in models.items():
@@ -86,7 +86,7 @@ def ours(df, cal, h, n_windows, step, which, n_jobs) -> dict[str, pd.DataFrame]:
     return out
 
 
-def peers(df, h, n_windows, step, which) -> dict[str, tuple[pd.DataFrame, float]]:
+def peers(df, h, n_windows, step, which, processes, lgbm_threads) -> dict[str, tuple[pd.DataFrame, float]]:
     try:
         import peers as p
     except ImportError as exc:  # peers not installed: say so, keep our numbers
@@ -95,12 +95,12 @@ def peers(df, h, n_windows, step, which) -> dict[str, tuple[pd.DataFrame, float]
     out = {}
     runs = []
     if "statsforecast" in which:
-        runs.append(("statsforecast", p.statsforecast_cv))
+        runs.append(("statsforecast", p.statsforecast_cv, {"n_jobs": processes}))
     if "mlforecast" in which:
-        runs.append(("mlforecast", p.mlforecast_cv))
-    for label, fn in runs:
+        runs.append(("mlforecast", p.mlforecast_cv, {"n_jobs": lgbm_threads}))
+    for label, fn, kw in runs:
         try:
-            cv, secs = fn(df[["unique_id", "ds", "y"]], h=h, n_windows=n_windows, step_size=step)
+            cv, secs = fn(df[["unique_id", "ds", "y"]], h=h, n_windows=n_windows, step_size=step, **kw)
         except Exception as exc:  # noqa: BLE001 - a peer failing is a result to print, not a crash
             print(f"  {label} failed: {type(exc).__name__}: {exc}")
             continue
@@ -121,7 +121,9 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=2)
     ap.add_argument("--step", type=int, default=168)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=2, help="per-series models (MSTL, statsforecast)")
+    ap.add_argument("--lgbm-threads", type=int, default=1,
+                    help="LightGBM threads, ours and mlforecast's (1: OpenMP spins on a busy shared box)")
     ap.add_argument("--models", default="naive,snaive_24,snaive_168,mstl,lgbm,lgbm_nocal,statsforecast,mlforecast")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args()
@@ -131,8 +133,8 @@ def main() -> None:
     print(f"fleet: {a.pools} pools x {a.days} days = {len(df):,} pool-hours, {len(cal):,} plan rows "
           f"({time.perf_counter() - t0:.1f} s); backtest h={a.h}, {a.windows} windows, step {a.step} h; "
           f"{os.cpu_count()} cores, {platform.python_version()}", flush=True)
-    results = ours(df, cal, a.h, a.windows, a.step, which, a.n_jobs)
-    results.update(peers(df, a.h, a.windows, a.step, which))
+    results = ours(df, cal, a.h, a.windows, a.step, which, a.processes, a.lgbm_threads)
+    results.update(peers(df, a.h, a.windows, a.step, which, a.processes, a.lgbm_threads))
     cutoffs = sorted({c for cv, _ in results.values() for c in cv["cutoff"].unique()})
     scale = insample_scale(df, cutoffs)
     events = event_hours(cal).assign(event=True)

@@ -360,8 +360,13 @@ def demo(config: Optional[Path] = ConfigOpt) -> None:
     ingest([str(sample)], source="canonical", force=False, config=config)
     console.rule("status")
     status(config=config)
+    console.rule("train: backtest the candidates, choose per pool, log to MLflow, register")
+    train(windows=None, horizon=None, models=None, config=config)
+    console.rule("forecast: the champion, hourly for the spot horizon and daily totals for reserved terms")
+    forecast(config=config)
     s = load_settings(config)
-    console.print(f"warehouse: {s.duckdb_path} (re-run `make demo`: the same file is skipped, nothing changes)")
+    console.print(f"warehouse: {s.duckdb_path}; MLflow: {s.mlflow_tracking_uri} "
+                  "(re-run `make demo`: the sample is skipped, training logs a new run, champion moves only if better)")
 
 
 def main() -> None:
