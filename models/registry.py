@@ -19,22 +19,6 @@ import pandas as pd
 CHAMPION = "champion"
 
 
-def _pyfunc_class():
-    import mlflow.pyfunc
-
-    class ForecasterModel(mlflow.pyfunc.PythonModel):
-        """pyfunc face of a forecaster: input a long history frame, param h -> forecast frame."""
-
-        def load_context(self, context):
-            self.forecaster = joblib.load(context.artifacts["forecaster"])
-
-        def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-            h = int((params or {}).get("h", 24))
-            return self.forecaster.predict(h, new_df=model_input)
-
-    return ForecasterModel
-
-
 def log_forecaster(forecaster, name: str = "forecaster"):
     """Log the fitted forecaster into the active run; returns mlflow's ModelInfo."""
     import mlflow
@@ -54,7 +38,7 @@ def log_forecaster(forecaster, name: str = "forecaster"):
         joblib.dump(forecaster, path)
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=_pyfunc_class()(),
+            python_model=str(Path(__file__).with_name("mlflow_pyfunc.py")),
             artifacts={"forecaster": str(path)},
             signature=signature,
             pip_requirements=_requirements(),

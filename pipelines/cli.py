@@ -370,7 +370,12 @@ def demo(config: Optional[Path] = ConfigOpt) -> None:
 
 
 def main() -> None:
+    import logging
+    import warnings
+
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     app()
 
 
