@@ -29,8 +29,8 @@ def to_utc_hours(ds: pd.Series | pd.DatetimeIndex) -> pd.DatetimeIndex:
 class Panel:
     """Series on one shared hourly grid starting at `start` (UTC).
 
-    y: (n, T) float, NaN where missing or masked. capacity: (n, T) gpus_total, forward- then
-    backward-filled so every hour has a bound. gpu_model: (n,) str.
+    y: (n, T) float, NaN where missing or masked. capacity: (n, T) gpus_total, forward-filled
+    (NaN before a pool's first row). gpu_model: (n,) str.
     """
 
     ids: np.ndarray
@@ -81,9 +81,8 @@ class Panel:
         )
 
 
-def _ffill_bfill(a: np.ndarray) -> np.ndarray:
-    out = pd.DataFrame(a.T).ffill().bfill().to_numpy().T
-    return out
+def _ffill(a: np.ndarray) -> np.ndarray:
+    return pd.DataFrame(a.T).ffill().to_numpy().T
 
 
 def panel_from_long(
@@ -119,11 +118,11 @@ def panel_from_long(
     cv = pd.to_numeric(df["gpus_total"], errors="raise").to_numpy(dtype=float)
     y[codes[keep], t[keep]] = yv[keep]
     cap[codes[keep], t[keep]] = cv[keep]
-    cap = _ffill_bfill(cap)
-    if np.isnan(cap).any():
+    cap = _ffill(cap)  # forward only: capacity before a pool's first row is unknown, not borrowed from later
+    if np.isnan(cap[:, -1]).any():
         # a series with no row inside the window: take its last known capacity
         last_cap = df.assign(_c=codes).sort_values("ds").groupby("_c")["gpus_total"].last()
-        for i in np.flatnonzero(np.isnan(cap).all(axis=1)):
+        for i in np.flatnonzero(np.isnan(cap[:, -1])):
             cap[i] = float(last_cap.get(i, np.nan))
     if "gpu_model" in df.columns:
         gm = df.assign(_c=codes).groupby("_c")["gpu_model"].last().reindex(range(len(ids))).fillna("unknown")

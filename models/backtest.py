@@ -26,6 +26,19 @@ def rolling_origins(end: pd.Timestamp, h: int, n_windows: int, step: int) -> pd.
     return pd.DatetimeIndex([last - pd.Timedelta(hours=step * k) for k in range(n_windows - 1, -1, -1)])
 
 
+def _pad_to(train: pd.DataFrame, origin: pd.Timestamp) -> pd.DataFrame:
+    """Give every pool a (NaN) row for the hour before the origin, so forecasts start at the origin
+    even when telemetry stopped earlier (the models then see the gap as missing data)."""
+    last = origin - pd.Timedelta(hours=1)
+    have = set(train.loc[train["ds"] == last, "unique_id"])
+    tails = train.sort_values("ds").groupby("unique_id", as_index=False).last()
+    tails = tails[~tails["unique_id"].isin(have)]
+    if tails.empty:
+        return train
+    pad = tails.assign(ds=last, y=np.nan)
+    return pd.concat([train, pad[train.columns]], ignore_index=True)
+
+
 def cross_validation(
     forecasters: Sequence[Forecaster],
     df: pd.DataFrame,
@@ -58,7 +71,7 @@ def cross_validation(
     done = 0
     for origin in origins:
         lo = origin - pd.Timedelta(hours=window_size) if window == "sliding" else df["ds"].min()
-        train = df[(df["ds"] < origin) & (df["ds"] >= lo)]
+        train = _pad_to(df[(df["ds"] < origin) & (df["ds"] >= lo)], origin)
         truth = df[(df["ds"] >= origin) & (df["ds"] < origin + pd.Timedelta(hours=h))]
         known = cal[cal["known_at"] <= origin]
         for f in forecasters:
@@ -82,24 +95,22 @@ def cross_validation(
 def add_selected(cv: pd.DataFrame, candidates: Sequence[str], metric: str = "mae", name: str = "selected") -> pd.DataFrame:
     """Append the per-pool selection as a model, chosen honestly: window k uses windows < k.
 
-    At each cutoff a pool takes the candidate with the lowest MAE on that pool over all earlier
-    cutoffs; the first cutoff, with nothing earlier, takes the first candidate. Choosing on the
-    same windows it is scored on would flatter the selection.
+    At each cutoff a pool takes the candidate with the lowest MAE on that pool over the scored
+    hours before that cutoff; a pool with nothing earlier takes the first candidate. Choosing on
+    the same windows it is scored on would flatter the selection.
     """
     sub = cv[cv["model"].isin(candidates)].copy()
     sub["ae"] = (sub["y"] - sub["mean"]).abs()
-    per = sub.groupby(["cutoff", "unique_id", "model"], as_index=False)["ae"].agg(["sum", "count"])
-    per = per.sort_values("cutoff")
     cutoffs = np.sort(sub["cutoff"].unique())
     picks = []
-    for k, c in enumerate(cutoffs):
-        if k == 0:
-            chosen = pd.DataFrame({"unique_id": sub.loc[sub["cutoff"] == c, "unique_id"].unique()})
-            chosen["model"] = candidates[0]
-        else:
-            past = per[per["cutoff"] < c].groupby(["unique_id", "model"], as_index=False)[["sum", "count"]].sum()
-            past["mae"] = past["sum"] / past["count"].clip(lower=1)
-            chosen = past.sort_values(["unique_id", "mae"]).drop_duplicates("unique_id")[["unique_id", "model"]]
+    for c in cutoffs:
+        pools = pd.DataFrame({"unique_id": sub.loc[sub["cutoff"] == c, "unique_id"].unique()})
+        # only errors on hours before this cutoff: with h > step, earlier windows reach past it
+        past = sub[(sub["cutoff"] < c) & (sub["ds"] < c)]
+        best = (past.groupby(["unique_id", "model"], as_index=False)["ae"].mean()
+                .sort_values(["unique_id", "ae"]).drop_duplicates("unique_id")[["unique_id", "model"]])
+        chosen = pools.merge(best, on="unique_id", how="left")
+        chosen["model"] = chosen["model"].fillna(candidates[0])  # nothing earlier: the first candidate
         chosen["cutoff"] = c
         picks.append(chosen)
     pick = pd.concat(picks, ignore_index=True)

@@ -58,8 +58,13 @@ def forecast_frame(panel: Panel, h: int, name: str, mean: np.ndarray, q: np.ndar
     """Assemble the frame from (n, h) means and (n, h, 7) quantiles; enforce the contract.
 
     Quantiles are sorted per row (never cross) and, with the mean, clipped to [0, capacity],
-    where capacity is the pool's last known gpus_total.
+    where capacity is the pool's last known gpus_total. A pool with no observed hour at all gets
+    no rows: a forecast of nothing would read as a certain zero.
     """
+    keep = panel.last_observed() >= 0
+    if not keep.all():
+        panel = Panel(panel.ids[keep], panel.start, panel.y[keep], panel.capacity[keep], panel.gpu_model[keep])
+        mean, q = np.asarray(mean)[keep], np.asarray(q)[keep]
     n = panel.n
     cap = panel.capacity[:, -1][:, None]
     mean = np.clip(np.nan_to_num(mean, nan=0.0), 0.0, cap)

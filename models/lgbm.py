@@ -118,7 +118,7 @@ class LGBMDirect(Forecaster):
         t = o_g + h_g - 1
         keep = t < t_end
         o_g, s_g, h_g = o_g[keep], s_g[keep], h_g[keep]
-        obs = ~np.isnan(panel.y[s_g, o_g + h_g - 1])
+        obs = ~np.isnan(panel.y[s_g, o_g + h_g - 1]) & ~np.isnan(panel.capacity[s_g, o_g - 1])
         o_g, s_g, h_g = o_g[obs], s_g[obs], h_g[obs]
         if len(o_g) > self.max_train_rows:
             pick = np.sort(rng.choice(len(o_g), self.max_train_rows, replace=False))

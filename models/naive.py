@@ -1,8 +1,9 @@
 """Baselines every report is scaled by: seasonal naive (24 h, 168 h) and persistence.
 
 Intervals are empirical: the quantiles of the same rule's in-sample errors at the same lag
-(k seasons back for seasonal naive, h hours back for persistence), per pool. No distribution
-is assumed, so the skew of idle capacity (piles up at 0 and at capacity) is kept.
+(k seasons back for seasonal naive, h hours back for persistence, plus the hours since the
+pool last reported), per pool, centred on their median. No distribution is assumed, so the
+skew of idle capacity (piles up at 0 and at capacity) is kept.
 """
 from __future__ import annotations
 
@@ -21,24 +22,74 @@ def _ffill(y: np.ndarray) -> np.ndarray:
     return pd.DataFrame(y.T).ffill().to_numpy().T
 
 
-def lagged_error_quantiles(panel: Panel, lag: int) -> np.ndarray:
-    """(n, 7) quantiles of y[t] - y_ffilled[t - lag] over each series' history."""
+def _age(y: np.ndarray) -> np.ndarray:
+    """Hours since the last observed value at each index (0 where observed)."""
+    pos = np.arange(y.shape[1])
+    last = np.maximum.accumulate(np.where(~np.isnan(y), pos, -(10**9)), axis=1)
+    return (pos - last).astype(np.int64)
+
+
+def lagged_error_quantiles(panel: Panel, lag: int) -> tuple[np.ndarray, bool]:
+    """(n, 7) quantiles of y[t] - y_ffilled[t - lag] per series, and whether any error existed."""
     y, yf = panel.y, _ffill(panel.y)
     n, T = y.shape
     if lag >= T:
-        err = np.full((n, 1), np.nan)
-    else:
-        err = y[:, lag:] - yf[:, :-lag]
+        return np.zeros((n, len(QUANTILES))), False
+    err = y[:, lag:] - yf[:, :-lag]
+    if not np.isfinite(err).any():
+        return np.zeros((n, len(QUANTILES))), False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         q = np.nanquantile(err, QUANTILES, axis=1).T  # (n, 7)
         # pooled fallback in capacity shares, for series with few errors
         share = err / np.maximum(panel.capacity[:, -1:], 1.0)
-        pooled = np.nanquantile(share, QUANTILES) if np.isfinite(share).any() else np.zeros(len(QUANTILES))
-    few = (np.isfinite(err).sum(axis=1) < _MIN_ERRORS)
+        pooled = np.nanquantile(share, QUANTILES)
+    few = np.isfinite(err).sum(axis=1) < _MIN_ERRORS
     if few.any():
-        q[few] = np.nan_to_num(pooled)[None, :] * np.maximum(panel.capacity[few, -1:], 1.0)
-    return np.nan_to_num(q)
+        q[few] = pooled[None, :] * np.maximum(panel.capacity[few, -1:], 1.0)
+    # centre on the median error: a drift seen in a short history (all errors at a long lag of
+    # one sign) is not a forecast; the spread and skew are kept
+    q = q - q[:, [QUANTILES.index(0.5)]]
+    return np.nan_to_num(q), True
+
+
+def quantiles_by_lag(panel: Panel, lags) -> dict[int, np.ndarray]:
+    """Error quantiles for each lag. A lag longer than any error the history holds borrows the
+    longest lag that has errors, widened by sqrt(lag / that lag), so long horizons never get
+    narrower (or zero-width) intervals just because the history is short."""
+    out: dict[int, np.ndarray] = {}
+    prev: tuple[int, np.ndarray] | None = None
+    for lag in sorted({int(x) for x in lags}):
+        q, ok = lagged_error_quantiles(panel, lag)
+        if ok and prev is not None:
+            # few errors at a long lag (a short history) understate the spread: never narrower
+            # than at a shorter lag
+            spread, prev_spread = q[:, -1] - q[:, 0], prev[1][:, -1] - prev[1][:, 0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                grow = np.where(spread > 0, np.maximum(prev_spread / spread, 1.0), 1.0)
+            q = np.where((spread <= 0)[:, None], prev[1], q * grow[:, None])
+        if ok:
+            prev = (lag, q)
+        elif prev is not None:
+            q = prev[1] * np.sqrt(lag / prev[0])
+        else:  # not even the shortest lag has an error: the spread of the series itself
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                dev = panel.y - np.nanmedian(panel.y, axis=1, keepdims=True)
+                q = np.nan_to_num(np.nanquantile(dev, QUANTILES, axis=1).T)
+        out[lag] = q
+    return out
+
+
+def _add_error_quantiles(mean: np.ndarray, lags: np.ndarray, panel: Panel) -> np.ndarray:
+    """(n, h, 7) = mean + the error quantiles of each cell's effective lag."""
+    q = np.empty(mean.shape + (len(QUANTILES),))
+    table = quantiles_by_lag(panel, np.unique(lags))
+    for lag, eq in table.items():
+        mask = lags == lag
+        rows = np.nonzero(mask)[0]
+        q[mask] = mean[mask][:, None] + eq[rows]
+    return q
 
 
 class SeasonalNaive(Forecaster):
@@ -68,15 +119,16 @@ class SeasonalNaive(Forecaster):
         steps = np.arange(1, h + 1)
         k = -(-steps // m)
         src = panel.T + steps - 1 - m * k  # always < T
-        mean = np.where(src[None, :] >= 0, yf[:, np.clip(src, 0, None)], np.nan)
+        ok = src >= 0
+        srcc = np.clip(src, 0, None)
+        mean = np.where(ok[None, :], yf[:, srcc], np.nan)
         # fall back to the last observed value where a season back is before the history
         mean = np.where(np.isnan(mean), yf[:, -1:], mean)
-        q = np.empty((panel.n, h, len(QUANTILES)))
-        for kk in np.unique(k):
-            eq = lagged_error_quantiles(panel, int(m * kk))
-            cols = k == kk
-            q[:, cols, :] = mean[:, cols, None] + eq[:, None, :]
-        return forecast_frame(panel, h, self.name, mean, q)
+        # a stale source (carried forward over a gap) is older than m*k: use errors at that age,
+        # rounded up to whole seasons
+        age = np.where(ok[None, :], _age(panel.y)[:, srcc], 0)
+        lags = m * (-(-(m * k[None, :] + age) // m))
+        return forecast_frame(panel, h, self.name, mean, _add_error_quantiles(mean, lags, panel))
 
 
 class Naive(Forecaster):
@@ -98,13 +150,10 @@ class Naive(Forecaster):
         panel = self._history(new_df)
         last = _ffill(panel.y)[:, -1]
         mean = np.repeat(last[:, None], h, axis=1)
-        steps = np.arange(1, h + 1)
-        # error quantiles at a few lags; each step uses the nearest bucket at or above it
-        buckets = np.array([b for b in self._LAG_BUCKETS if b < h] + [h])
-        which = np.searchsorted(buckets, steps)
-        q = np.empty((panel.n, h, len(QUANTILES)))
-        for j, b in enumerate(buckets):
-            cols = which == j
-            if cols.any():
-                q[:, cols, :] = mean[:, cols, None] + lagged_error_quantiles(panel, int(b))[:, None, :]
-        return forecast_frame(panel, h, self.name, mean, q)
+        # the forecast's true lag is the step plus how long ago the pool last reported
+        gap = np.maximum(panel.T - 1 - panel.last_observed(), 0)
+        lag = np.arange(1, h + 1)[None, :] + gap[:, None]
+        # each cell uses the nearest lag bucket at or above it (the largest lag is a bucket too)
+        buckets = np.array(sorted({b for b in self._LAG_BUCKETS if b < lag.max()} | {int(lag.max())}))
+        lags = buckets[np.searchsorted(buckets, lag)]
+        return forecast_frame(panel, h, self.name, mean, _add_error_quantiles(mean, lags, panel))

@@ -101,7 +101,8 @@ def register_and_promote(
     elif champ is None:
         promoted, reason = True, "no champion yet"
     elif champ_score is None:
-        promoted, reason = True, f"champion v{champ.version} has no {metric} score"
+        promoted, reason = False, (f"champion v{champ.version} has no {metric} score to compare with; "
+                                   f"move the alias by hand if this version should serve")
     elif score < champ_score * (1.0 - min_improvement):
         promoted, reason = True, f"{metric} {score:.4f} beats champion v{champ.version} {champ_score:.4f}"
     else:
@@ -123,5 +124,6 @@ def load_champion(model_name: str):
         mv = client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException as exc:
         raise LookupError(f"no '{CHAMPION}' version of model {model_name!r}: run `idlecap train` first") from exc
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}@{CHAMPION}")
+    # load the version the alias pointed at when we asked, not whatever it points at a moment later
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{mv.version}")
     return model.unwrap_python_model().forecaster, str(mv.version), mv.run_id

@@ -113,8 +113,11 @@ class MSTLForecaster(Forecaster):
             sub = Panel(panel.ids[fallback], panel.start, panel.y[fallback], panel.capacity[fallback], panel.gpu_model[fallback])
             sn = SeasonalNaive(min(self.periods))
             sn.panel_ = sub
-            fb = sn.predict(h)
-            mean[fallback] = fb["mean"].to_numpy().reshape(len(fallback), h)
-            q[fallback] = fb[[c for c in fb.columns if c.startswith("q")]].to_numpy().reshape(len(fallback), h, len(QUANTILES))
+            fb = sn.predict(h)  # pools with no observation at all are absent (forecast_frame drops them)
+            for j, i in enumerate(fallback):
+                rows = fb[fb["unique_id"] == str(panel.ids[i])]
+                if len(rows) == h:
+                    mean[i] = rows["mean"].to_numpy()
+                    q[i] = rows[[c for c in fb.columns if c.startswith("q")]].to_numpy()
         self.fallback_ids_ = [str(panel.ids[i]) for i in fallback]
         return forecast_frame(panel, h, self.name, mean, q)

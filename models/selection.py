@@ -52,9 +52,8 @@ def backtest_and_select(
     if len(names) > 1:
         cv = add_selected(cv, names, name=SELECTED)
     scale = insample_scale(df, cv["cutoff"].unique(), season=season)
-    naive = "naive" if "naive" in names else names[0]
-    snaive = f"snaive_{season}" if f"snaive_{season}" in names else naive
-    per_pool, overall = evaluate(cv, scale, naive=naive, seasonal_naive=snaive)
+    # ratios against a baseline that was not run are NaN, never silently against another model
+    per_pool, overall = evaluate(cv, scale, naive="naive", seasonal_naive=f"snaive_{season}")
     cand = per_pool[per_pool["model"].isin(names)]
     choice = cand.sort_values(["unique_id", "mae"]).drop_duplicates("unique_id").set_index("unique_id")["model"].to_dict()
     default = overall[overall["model"].isin(names)].sort_values("mae")["model"].iloc[0]

@@ -22,6 +22,7 @@ from prefect import flow, get_run_logger, task
 from features.planned import normalize_calendar
 from features.series import data_fingerprint, load_pool_series
 from models import catalog
+from models.base import check_forecast_frame
 from models.daily import to_daily
 from models.selection import SELECTED, BacktestReport, backtest_and_select, final_forecaster
 from pipelines.progress import report as progress
@@ -40,7 +41,14 @@ def _lgbm_kwargs(f: ForecastSettings) -> dict[str, Any]:
 
 
 def full_horizon(f: ForecastSettings) -> int:
-    return max(f.horizon_hours, f.daily_horizon_days * 24)
+    """Hours the served model must reach: the spot horizon, or N whole UTC days from any origin hour."""
+    return max(f.horizon_hours, f.daily_horizon_days * 24 + 23 if f.daily_horizon_days else 0)
+
+
+def horizon_from(origin: pd.Timestamp, f: ForecastSettings) -> int:
+    """Hours to forecast from this origin: the spot horizon and `daily_horizon_days` whole days."""
+    to_midnight = (24 - origin.hour) % 24
+    return max(f.horizon_hours, to_midnight + f.daily_horizon_days * 24 if f.daily_horizon_days else 0)
 
 
 @task
@@ -200,9 +208,13 @@ def forecast(settings: Settings | None = None) -> dict[str, Any]:
     model, version, run_id = load_champion_task(settings)
     df, cal = load_inputs(settings)
     plan = _newest_plan(cal)
-    H = full_horizon(f)
+    H = horizon_from(df["ds"].max() + pd.Timedelta(hours=1), f)
     fc = model.predict(H, X_df=plan, new_df=df)
     caps = df.sort_values("ds").groupby("unique_id")["gpus_total"].last()
+    check_forecast_frame(fc, caps.to_dict())
+    missing = sorted(set(df["unique_id"]) - set(fc["unique_id"]))
+    if missing:
+        get_run_logger().warning("no forecast for %d pool(s) without any usable history: %s", len(missing), missing[:20])
     fc["gpus_total"] = fc["unique_id"].map(caps)
     if "source_model" in fc:
         fc["model"] = fc["source_model"]
@@ -220,4 +232,5 @@ def forecast(settings: Settings | None = None) -> dict[str, Any]:
     )
     rows = write_forecasts(run, hourly, daily, settings)
     return {"forecast_id": run.forecast_id, "origin": str(origin), "model_version": version,
-            "hourly_rows": len(hourly), "daily_rows": len(daily), "rows_written": rows}
+            "hourly_rows": len(hourly), "daily_rows": len(daily), "rows_written": rows,
+            "pools_without_forecast": missing}

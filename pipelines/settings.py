@@ -76,7 +76,10 @@ class ForecastSettings(BaseModel):
     lgbm_max_train_rows: int = Field(400_000, ge=1000)
     registered_model: str = "idlecap-forecaster"
     experiment: str = "idlecap-forecasting"
-    promotion_metric: str = Field("mase_median", description="lower is better; compared with the champion's")
+    promotion_metric: str = Field(
+        "mase_median", pattern="^(mase_median|mase_mean|mae|pinball|mae_vs_naive|mae_vs_snaive)$",
+        description="a lower-is-better backtest metric of the per-pool selection, compared with the champion's",
+    )
     min_improvement: float = Field(0.0, ge=0, lt=1)
     fan_charts: int = Field(16, ge=0, description="pools with a fan chart in MLflow (largest first)")
 

@@ -66,3 +66,39 @@ def test_selection_uses_only_earlier_windows():
     sel = cv[cv["model"] == "selected"].sort_values("cutoff")
     # window 3: "a" was best on windows 1-2, so it is used although it is worse in window 3
     assert list(sel["mean"]) == [11.0, 11.0, 15.0]
+
+
+def _row(pool, cut, ds, model, err):
+    return dict(unique_id=pool, ds=ds, cutoff=cut, step=1, model=model, y=10.0, mean=10.0 + err,
+                q05=0, q10=0, q25=0, q50=0, q75=0, q90=0, q95=0, gpus_total=20.0, event=False)
+
+
+def test_selection_ignores_errors_at_or_after_the_cutoff_when_windows_overlap():
+    """h > step: an earlier window's hours reach past the next cutoff; those must not be used."""
+    c0 = pd.Timestamp("2026-01-01", tz="UTC")
+    c1 = c0 + pd.Timedelta(hours=24)
+    rows = [_row("p", c0, c0 + pd.Timedelta(hours=1), "a", 0.0), _row("p", c0, c0 + pd.Timedelta(hours=1), "b", 3.0),
+            # window 0's second day lies after cutoff c1: there "b" looks better, but it is the future
+            _row("p", c0, c1 + pd.Timedelta(hours=1), "a", 9.0), _row("p", c0, c1 + pd.Timedelta(hours=1), "b", 0.0),
+            _row("p", c1, c1 + pd.Timedelta(hours=1), "a", 1.0), _row("p", c1, c1 + pd.Timedelta(hours=1), "b", 2.0)]
+    cv = add_selected(pd.DataFrame(rows), ["b", "a"])
+    sel = cv[(cv["model"] == "selected") & (cv["cutoff"] == c1)]
+    assert list(sel["mean"]) == [11.0]  # "a", chosen on hours before c1 only
+
+
+def test_selection_covers_pools_that_appear_later():
+    c = [pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=k) for k in range(2)]
+    rows = [_row("p", c[0], c[0], "a", 1.0), _row("p", c[0], c[0], "b", 2.0),
+            _row("p", c[1], c[1], "a", 1.0), _row("p", c[1], c[1], "b", 2.0),
+            _row("q", c[1], c[1], "a", 1.0), _row("q", c[1], c[1], "b", 2.0)]
+    cv = add_selected(pd.DataFrame(rows), ["a", "b"])
+    assert (cv[cv["model"] == "selected"]["unique_id"] == "q").sum() == 1
+
+
+def test_forecasts_start_at_the_origin_even_after_an_outage(fleet):
+    df, cal = fleet
+    origin = df["ds"].max() + pd.Timedelta(hours=1) - pd.Timedelta(hours=24)
+    outage = (df["ds"] >= origin - pd.Timedelta(hours=3)) & (df["ds"] < origin)
+    cv = cross_validation([Naive()], df[~outage], cal, h=24, n_windows=1, step=24)
+    assert cv["ds"].min() == origin and len(cv) == 24 * df["unique_id"].nunique()
+    assert cv["step"].min() == 1
