@@ -12,25 +12,27 @@ from models.seasonal import MSTLForecaster
 KNOWN = ("naive", "snaive_24", "snaive_168", "mstl", "lgbm", "lgbm_nocal", "ensemble")
 
 
-def build(name: str, horizon: int, lgbm: dict[str, Any] | None = None) -> Forecaster:
-    """One unfitted forecaster. `lgbm` holds LGBMDirect keyword arguments (country, tz, trees...)."""
+def build(name: str, horizon: int, lgbm: dict[str, Any] | None = None, processes: int = 1) -> Forecaster:
+    """One unfitted forecaster. `lgbm` holds LGBMDirect keyword arguments (country, tz, trees...);
+    `processes` parallelises the per-pool statistical model."""
     lgbm = dict(lgbm or {})
     if name == "naive":
         return Naive()
     if name.startswith("snaive_"):
         return SeasonalNaive(int(name.split("_", 1)[1]))
     if name == "mstl":
-        return MSTLForecaster()
+        return MSTLForecaster(n_jobs=processes)
     if name == "lgbm":
         return LGBMDirect(horizon=horizon, use_calendar=True, **lgbm)
     if name == "lgbm_nocal":
         return LGBMDirect(horizon=horizon, use_calendar=False, **lgbm)
     if name == "ensemble":
-        return MeanEnsemble([LGBMDirect(horizon=horizon, **lgbm), MSTLForecaster()])
+        return MeanEnsemble([LGBMDirect(horizon=horizon, **lgbm), MSTLForecaster(n_jobs=processes)])
     raise ValueError(f"unknown model {name!r}; known: {', '.join(KNOWN)}")
 
 
-def build_all(names: list[str], horizon: int, lgbm: dict[str, Any] | None = None) -> list[Forecaster]:
+def build_all(names: list[str], horizon: int, lgbm: dict[str, Any] | None = None,
+              processes: int = 1) -> list[Forecaster]:
     if not names:
         raise ValueError("no candidate models configured")
-    return [build(n, horizon, lgbm) for n in names]
+    return [build(n, horizon, lgbm, processes) for n in names]

@@ -36,7 +36,7 @@ _CALENDAR_SQL = "SELECT run_id, pool, start, \"end\", gpus, priority, status, kn
 def _lgbm_kwargs(f: ForecastSettings) -> dict[str, Any]:
     return dict(
         n_estimators=f.lgbm_n_estimators, learning_rate=f.lgbm_learning_rate, num_leaves=f.lgbm_num_leaves,
-        max_train_rows=f.lgbm_max_train_rows, country=f.holidays_country, tz=f.timezone,
+        max_train_rows=f.lgbm_max_train_rows, country=f.holidays_country, tz=f.timezone, n_jobs=f.lgbm_threads,
     )
 
 
@@ -69,7 +69,7 @@ def load_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
 @task
 def run_backtest(df: pd.DataFrame, calendar: pd.DataFrame, settings: Settings) -> BacktestReport:
     f = settings.forecast
-    candidates = catalog.build_all(f.models, f.backtest_horizon_hours, _lgbm_kwargs(f))
+    candidates = catalog.build_all(f.models, f.backtest_horizon_hours, _lgbm_kwargs(f), f.processes)
     return backtest_and_select(
         candidates, df, calendar, h=f.backtest_horizon_hours, n_windows=f.backtest_windows,
         step=f.backtest_step_hours, window=f.backtest_window, window_size=f.backtest_window_hours,
@@ -80,7 +80,7 @@ def run_backtest(df: pd.DataFrame, calendar: pd.DataFrame, settings: Settings) -
 @task
 def fit_final(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, settings: Settings):
     f = settings.forecast
-    candidates = catalog.build_all(f.models, full_horizon(f), _lgbm_kwargs(f))
+    candidates = catalog.build_all(f.models, full_horizon(f), _lgbm_kwargs(f), f.processes)
     return final_forecaster(bt, candidates).fit(df, calendar)
 
 

@@ -74,6 +74,8 @@ class ForecastSettings(BaseModel):
     lgbm_learning_rate: float = Field(0.05, gt=0)
     lgbm_num_leaves: int = Field(15, ge=2)
     lgbm_max_train_rows: int = Field(400_000, ge=1000)
+    lgbm_threads: int = Field(1, ge=1, description="LightGBM threads (more only on a dedicated box: OpenMP spins when cores are busy)")
+    processes: int = Field(1, ge=1, description="processes for per-pool models (MSTL) at fit/forecast time")
     registered_model: str = "idlecap-forecaster"
     experiment: str = "idlecap-forecasting"
     promotion_metric: str = Field(
