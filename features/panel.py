@@ -81,7 +81,8 @@ class Panel:
         )
 
 
-def _ffill(a: np.ndarray) -> np.ndarray:
+def ffill_rows(a: np.ndarray) -> np.ndarray:
+    """Carry each row's last value forward along time (only the past propagates)."""
     return pd.DataFrame(a.T).ffill().to_numpy().T
 
 
@@ -118,7 +119,7 @@ def panel_from_long(
     cv = pd.to_numeric(df["gpus_total"], errors="raise").to_numpy(dtype=float)
     y[codes[keep], t[keep]] = yv[keep]
     cap[codes[keep], t[keep]] = cv[keep]
-    cap = _ffill(cap)  # forward only: capacity before a pool's first row is unknown, not borrowed from later
+    cap = ffill_rows(cap)  # forward only: capacity before a pool's first row is unknown, not borrowed from later
     if np.isnan(cap[:, -1]).any():
         # a series with no row inside the window: take its last known capacity
         last_cap = df.assign(_c=codes).sort_values("ds").groupby("_c")["gpus_total"].last()

@@ -12,14 +12,10 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from features.panel import Panel, panel_from_long
+from features.panel import Panel, ffill_rows, panel_from_long
 from models.base import QUANTILES, Forecaster, check_horizon, forecast_frame
 
 _MIN_ERRORS = 24  # fewer in-sample errors than this: borrow the pooled (share-scaled) quantiles
-
-
-def _ffill(y: np.ndarray) -> np.ndarray:
-    return pd.DataFrame(y.T).ffill().to_numpy().T
 
 
 def _age(y: np.ndarray) -> np.ndarray:
@@ -31,7 +27,7 @@ def _age(y: np.ndarray) -> np.ndarray:
 
 def lagged_error_quantiles(panel: Panel, lag: int) -> tuple[np.ndarray, bool]:
     """(n, 7) quantiles of y[t] - y_ffilled[t - lag] per series, and whether any error existed."""
-    y, yf = panel.y, _ffill(panel.y)
+    y, yf = panel.y, ffill_rows(panel.y)
     n, T = y.shape
     if lag >= T:
         return np.zeros((n, len(QUANTILES))), False
@@ -115,7 +111,7 @@ class SeasonalNaive(Forecaster):
         h = check_horizon(h)
         panel = self._history(new_df)
         m = self.season_length
-        yf = _ffill(panel.y)
+        yf = ffill_rows(panel.y)
         steps = np.arange(1, h + 1)
         k = -(-steps // m)
         src = panel.T + steps - 1 - m * k  # always < T
@@ -148,7 +144,7 @@ class Naive(Forecaster):
     def predict(self, h: int, X_df: pd.DataFrame | None = None, new_df: pd.DataFrame | None = None) -> pd.DataFrame:
         h = check_horizon(h)
         panel = self._history(new_df)
-        last = _ffill(panel.y)[:, -1]
+        last = ffill_rows(panel.y)[:, -1]
         mean = np.repeat(last[:, None], h, axis=1)
         # the forecast's true lag is the step plus how long ago the pool last reported
         gap = np.maximum(panel.T - 1 - panel.last_observed(), 0)

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from features.planned import normalize_calendar
+from features.planned import plan_as_of
 from features.series import data_fingerprint, load_pool_series
 from models import catalog
 from models.base import check_forecast_frame
@@ -86,9 +86,7 @@ def fit_final(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, sett
 
 def _newest_plan(calendar: pd.DataFrame) -> pd.DataFrame:
     """Newest version of every run, still planned; known_at dropped (it is the plan in force)."""
-    cal = normalize_calendar(calendar)
-    newest = cal.sort_values(["run_id", "known_at"], kind="stable").drop_duplicates("run_id", keep="last")
-    return newest[newest["status"] == "planned"].drop(columns="known_at").reset_index(drop=True)
+    return plan_as_of(calendar, pd.Timestamp.max.tz_localize("UTC")).drop(columns="known_at")
 
 
 @task
