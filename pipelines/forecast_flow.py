@@ -40,15 +40,22 @@ def _lgbm_kwargs(f: ForecastSettings) -> dict[str, Any]:
     )
 
 
+SLACK_DAYS = 1  # pricing may start reserved terms at the midnight after next (sheet valid from a later hour)
+
+
 def full_horizon(f: ForecastSettings) -> int:
-    """Hours the served model must reach: the spot horizon, or N whole UTC days from any origin hour."""
-    return max(f.horizon_hours, f.daily_horizon_days * 24 + 23 if f.daily_horizon_days else 0)
+    """Hours the served model must reach from any origin hour (see horizon_from)."""
+    days = f.daily_horizon_days + SLACK_DAYS if f.daily_horizon_days else 0
+    return max(f.horizon_hours, days * 24 + 23 if days else 0)
 
 
 def horizon_from(origin: pd.Timestamp, f: ForecastSettings) -> int:
-    """Hours to forecast from this origin: the spot horizon and `daily_horizon_days` whole days."""
+    """Hours to forecast from this origin: the spot horizon and `daily_horizon_days` (+1 spare) whole days.
+
+    Every hour is stored: reserved pricing needs each hour's quantiles over a 30-day window."""
     to_midnight = (24 - origin.hour) % 24
-    return max(f.horizon_hours, to_midnight + f.daily_horizon_days * 24 if f.daily_horizon_days else 0)
+    days = f.daily_horizon_days + SLACK_DAYS if f.daily_horizon_days else 0
+    return max(f.horizon_hours, to_midnight + days * 24 if days else 0)
 
 
 @task
@@ -216,7 +223,7 @@ def forecast(settings: Settings | None = None) -> dict[str, Any]:
     fc["gpus_total"] = fc["unique_id"].map(caps)
     if "source_model" in fc:
         fc["model"] = fc["source_model"]
-    hourly = fc[fc["ds"] < fc["ds"].min() + pd.Timedelta(hours=f.horizon_hours)]
+    hourly = fc
     daily = to_daily(fc) if f.daily_horizon_days else fc.iloc[0:0]
     if len(daily):
         first = daily["ds"].min()

@@ -104,6 +104,111 @@ class ForecastSettings(BaseModel):
         return v
 
 
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+class CostSettings(BaseModel):
+    """Marginal cost of a GPU-hour for one gpu_model (the price floor)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    power_kw: float = Field(0.4, ge=0, description="board power per GPU incl. its share of the host")
+    amortization_usd_per_gpu_hour: float = Field(0.0, ge=0, description="capex / (life x 8760 h); 0 once written off")
+    overhead_usd_per_gpu_hour: float = Field(0.05, ge=0, description="network, storage, operations")
+
+
+def _default_costs() -> dict[str, CostSettings]:
+    # amortization: list price / 4-year life / 8,760 h (H100 ~$30k, A100 ~$15k, L40S ~$9k);
+    # V100s bought 2018-2019 are past a 5-year life: power and overhead only
+    return {
+        "default": CostSettings(power_kw=0.5, amortization_usd_per_gpu_hour=0.40, overhead_usd_per_gpu_hour=0.08),
+        "H100": CostSettings(power_kw=0.70, amortization_usd_per_gpu_hour=0.86, overhead_usd_per_gpu_hour=0.10),
+        "A100": CostSettings(power_kw=0.40, amortization_usd_per_gpu_hour=0.43, overhead_usd_per_gpu_hour=0.08),
+        "L40S": CostSettings(power_kw=0.35, amortization_usd_per_gpu_hour=0.26, overhead_usd_per_gpu_hour=0.06),
+        "V100": CostSettings(power_kw=0.30, amortization_usd_per_gpu_hour=0.0, overhead_usd_per_gpu_hour=0.05),
+    }
+
+
+class DemandSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    elasticity: float = Field(2.0, gt=0, description="% demand change per % price change (constant elasticity)")
+    share_at_reference: float = Field(0.25, gt=0, description="share of a pool customers take at the reference price")
+
+
+class PricingSettings(BaseModel):
+    """Reference rates, costs, demand and the pricing rules (DESIGN.md "Pricing rules")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference_rates: Path = Field(DATA_DIR / "reference_rates.csv", description="replace with a newer file, same columns")
+    providers: list[str] = Field(default_factory=lambda: ["aws", "azure"])
+    reference_regions: list[str] | None = Field(None, description="None = every standard region in the file")
+    gpu_model_map: dict[str, list[str]] = Field(
+        default_factory=lambda: {"A100": ["A100-80GB", "A100-40GB"], "V100": ["V100", "V100-32GB"],
+                                 "A10": ["A10", "A10G"]},
+        description="pool gpu_model -> reference gpu_model names (identity when absent)",
+    )
+    region: str = Field("dc1", description="region label of items (pool_regions overrides per pool)")
+    pool_regions: dict[str, str] = Field(default_factory=dict)
+    currency: str = "USD"
+    costs: dict[str, CostSettings] = Field(default_factory=_default_costs, description="per gpu_model; 'default' for the rest")
+    usd_per_kwh: float = Field(0.12, gt=0)
+    pue: float = Field(1.3, ge=1)
+    demand: DemandSettings = DemandSettings()
+    demand_by_product: dict[str, DemandSettings] = Field(default_factory=dict)
+    demand_min_items: int = Field(30, ge=5, description="published items with bookings needed to refit a curve")
+    min_undercut: float = Field(0.10, ge=0, lt=1)
+    max_daily_change: float = Field(0.15, gt=0, lt=1)
+    block_hours: int = Field(6, ge=1, le=24)
+    spot_days: int = Field(7, ge=1)
+    spot_offer_quantile: float = Field(0.20, gt=0, lt=1)
+    reserved_terms_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
+    term_discount: dict[int, float] = Field(default_factory=lambda: {1: 0.0, 7: 0.05, 30: 0.12})
+    reclaim_penalty_multiple: float = Field(20.0, gt=0)
+    reserved_max_quantile: float = Field(0.10, gt=0, lt=0.5)
+    min_gpus: int = Field(1, ge=1)
+    valid_hours: int = Field(24, ge=1)
+    stale_after_hours: float = Field(6.0, gt=0, description="newest telemetry older than this vs as_of holds the sheet")
+    pool_stale_hours: float = Field(6.0, gt=0)
+    diff_threshold: float = Field(0.05, gt=0)
+    experiment: str = "idlecap-pricing"
+    backtest_model: str = Field("lgbm", description="forecaster replayed by the pricing backtest")
+    backtest_windows: int = Field(10, ge=1)
+    backtest_lead_hours: int = Field(6, ge=0, description="hours between the forecast origin and the reserved start")
+    naive_discount: float = Field(0.20, ge=0, lt=1, description="the naive policy's flat discount under the ceiling reference")
+
+    @field_validator("providers", "reference_regions", "reserved_terms_days", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+
+    def rules(self):
+        from pricing.rules import PricingRules
+
+        return PricingRules(
+            min_undercut=self.min_undercut, max_daily_change=self.max_daily_change, block_hours=self.block_hours,
+            spot_days=self.spot_days, spot_offer_quantile=self.spot_offer_quantile,
+            reserved_terms_days=tuple(sorted(self.reserved_terms_days)), term_discount=dict(self.term_discount),
+            reclaim_penalty_multiple=self.reclaim_penalty_multiple, reserved_max_quantile=self.reserved_max_quantile,
+            min_gpus=self.min_gpus, valid_hours=self.valid_hours, stale_after_hours=self.stale_after_hours,
+            pool_stale_hours=self.pool_stale_hours, usd_per_kwh=self.usd_per_kwh, pue=self.pue,
+        )
+
+    def floor(self, gpu_model: str) -> float:
+        c = self.costs.get(gpu_model) or self.costs.get("default") or CostSettings()
+        return c.power_kw * self.pue * self.usd_per_kwh + c.amortization_usd_per_gpu_hour + c.overhead_usd_per_gpu_hour
+
+    def demand_model(self):
+        from pricing.demand import DemandModel
+        from pricing.rules import DemandPrior
+
+        return DemandModel(
+            DemandPrior(self.demand.elasticity, self.demand.share_at_reference), self.demand_min_items,
+            {p: DemandPrior(d.elasticity, d.share_at_reference) for p, d in self.demand_by_product.items()},
+        )
+
+
 class Settings(BaseModel):
     """Every path defaults under `var_dir`; each can point elsewhere (or at a server) by config."""
 
@@ -118,6 +223,7 @@ class Settings(BaseModel):
     ingest: IngestSettings = IngestSettings()
     sources: SourceSettings = SourceSettings()
     forecast: ForecastSettings = ForecastSettings()
+    pricing: PricingSettings = PricingSettings()
 
     def model_post_init(self, __context: Any) -> None:
         v = self.var_dir
@@ -142,7 +248,7 @@ ENV_PREFIX = "IDLECAP_"
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    sections = {"ingest", "sources", "forecast"}
+    sections = {"ingest", "sources", "forecast", "pricing"}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key == "IDLECAP_CONFIG":
             continue

@@ -64,3 +64,19 @@ def latest_forecast(con: duckdb.DuckDBPyConnection, grain: str = "hour") -> pd.D
              AND f.grain = ? ORDER BY unique_id, ds""",
         [grain],
     ).df()
+
+
+def latest_forecast_run(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """The newest forecast run's row (None when nothing was forecast yet)."""
+    df = con.execute("SELECT * FROM forecast_runs ORDER BY created_at DESC LIMIT 1").df()
+    return None if df.empty else df.iloc[0].to_dict()
+
+
+def pool_last_observed(con: duckdb.DuckDBPyConnection, min_coverage: float, mask_flags: tuple[str, ...] = ()) -> pd.DataFrame:
+    """pool, gpu_model, last_observed (newest usable hour) per pool."""
+    return con.execute(
+        """SELECT p.pool, p.gpu_model, max(h.ts) FILTER (WHERE h.coverage >= ? AND
+                  (h.quality_flag IS NULL OR NOT list_contains(?, h.quality_flag))) AS last_observed
+           FROM pools p LEFT JOIN pool_hourly h USING (pool) GROUP BY ALL ORDER BY p.pool""",
+        [min_coverage, list(mask_flags)],
+    ).df()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 
 from pipelines.settings import ForecastSettings, Settings
@@ -38,7 +39,7 @@ def settings(tmp_path_factory) -> Settings:
 
 
 def test_train_logs_everything_and_registers_a_champion_then_forecast_is_idempotent(settings: Settings) -> None:
-    from pipelines.forecast_flow import forecast, train_forecaster
+    from pipelines.forecast_flow import forecast, horizon_from, train_forecaster
 
     out = train_forecaster(settings=settings)
     assert out["promoted"] and out["version"] == "1"
@@ -62,13 +63,14 @@ def test_train_logs_everything_and_registers_a_champion_then_forecast_is_idempot
     assert str(client.get_model_version_by_alias("test-forecaster", "champion").version) == "1"
 
     fc1 = forecast(settings=settings)
-    assert fc1["hourly_rows"] == 3 * 48 and fc1["daily_rows"] == 3 * 3
+    H = horizon_from(pd.Timestamp(fc1["origin"]), settings.forecast)
+    assert H >= 48 + 24 and fc1["hourly_rows"] == 3 * H and fc1["daily_rows"] == 3 * 3
     con = connect(settings.duckdb_path, read_only=True)
     n1 = con.execute("SELECT grain, count(*) FROM forecasts GROUP BY grain ORDER BY grain").fetchall()
     bad = con.execute("SELECT count(*) FROM forecasts WHERE NOT (q05 <= q10 AND q10 <= q25 AND q25 <= q50 "
                       "AND q50 <= q75 AND q75 <= q90 AND q90 <= q95 AND q05 >= 0 AND q95 <= gpus_total)").fetchall()
     con.close()
-    assert n1 == [("day", 9), ("hour", 144)] and bad == [(0,)]
+    assert n1 == [("day", 9), ("hour", 3 * H)] and bad == [(0,)]
     fc2 = forecast(settings=settings)
     assert fc2["forecast_id"] == fc1["forecast_id"]
     con = connect(settings.duckdb_path, read_only=True)

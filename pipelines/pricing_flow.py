@@ -1,0 +1,268 @@
+"""Prefect flow that prices the newest forecast and publishes a price sheet.
+
+price, top to bottom: read the newest forecast, pools, last sheet and bookings -> check inputs
+(stale telemetry or no forecast holds the last sheet; a pool with a bad forecast or stale
+telemetry holds its last prices) -> load reference rates and build the market (references,
+floors) -> refit demand from bookings -> optimize + guardrails -> publish (new version unless the
+content is unchanged) -> diff vs the previous sheet -> log everything to one MLflow run.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+
+from pricing.checks import forecast_problems, stale_pools
+from pricing.demand import DemandModel
+from pricing.diff import diff_items
+from pricing.engine import price_fleet
+from pricing.guardrails import guardrail_counts
+from pricing.optimizer import Market
+from pricing.reference import comparable_references, load_reference_rates
+from pricing.sheet import PriceSheet, publish, public_items
+from pipelines.settings import Settings
+from warehouse import sheets as history
+from warehouse.db import connect
+from warehouse.forecasts import latest_forecast_run, pool_last_observed
+
+
+class Hold(Exception):
+    """The inputs cannot be priced: the last published sheet stays in force."""
+
+
+def _utc(t: Any) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+@task
+def load_pricing_inputs(settings: Settings) -> dict[str, Any]:
+    con = connect(settings.duckdb_path)
+    try:
+        run = latest_forecast_run(con)
+        if run is None:
+            raise Hold("no forecast in the warehouse: run `idlecap forecast` first")
+        hourly = con.execute("SELECT * FROM forecasts WHERE forecast_id = ? AND grain = 'hour'",
+                             [run["forecast_id"]]).df()
+        f = settings.forecast
+        seen = pool_last_observed(con, f.min_coverage, tuple(f.mask_flags))
+        last = history.latest_sheet(con)
+        last_items = history.sheet_items(con, int(last["version"])) if last else None
+        obs = history.booking_observations(con)
+    finally:
+        con.close()
+    return {"run": run, "hourly": hourly, "seen": seen, "last": last, "last_items": last_items, "bookings": obs}
+
+
+@task
+def build_market(inputs: dict[str, Any], settings: Settings) -> Market:
+    p = settings.pricing
+    rates = load_reference_rates(p.reference_rates)
+    caps = inputs["hourly"].groupby("unique_id")["gpus_total"].max()
+    pools = inputs["seen"][["pool", "gpu_model"]].copy()
+    pools = pools[pools["pool"].isin(caps.index)]
+    pools["gpus_total"] = pools["pool"].map(caps)
+    pools["region"] = pools["pool"].map(lambda x: p.pool_regions.get(x, p.region))
+    pools["floor"] = pools["gpu_model"].map(p.floor)
+    refs = comparable_references(rates, pools["gpu_model"].unique(), p.gpu_model_map, p.providers, p.reference_regions)
+    return Market(pools=pools.reset_index(drop=True), references=refs)
+
+
+@task
+def fit_demand(inputs: dict[str, Any], settings: Settings) -> DemandModel:
+    return settings.pricing.demand_model().fit(inputs["bookings"])
+
+
+def inputs_fingerprint(run: dict[str, Any], valid_from: pd.Timestamp, settings: Settings, bookings: pd.DataFrame) -> str:
+    """Same forecast, hour, reference file, pricing settings and bookings -> same fingerprint."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(f"{run['forecast_id']}|{valid_from.isoformat()}|".encode())
+    h.update(Path(settings.pricing.reference_rates).read_bytes())
+    h.update(settings.pricing.model_dump_json().encode())
+    h.update(pd.util.hash_pandas_object(bookings, index=False).values.tobytes() if len(bookings) else b"")
+    return h.hexdigest()
+
+
+@task
+def publish_sheet(sheet: PriceSheet, inputs_sha: str, items: pd.DataFrame, settings: Settings) -> tuple[Path, Path]:
+    """History rows and files in one unit: the transaction commits only after the files are in place."""
+    con = connect(settings.duckdb_path)
+    try:
+        d = Path(settings.sheets_dir)
+        name = f"price-sheet-{sheet.version:06d}"
+        con.execute("BEGIN TRANSACTION")
+        try:
+            history.insert_sheet(con, sheet.header(), sheet.content_sha256, inputs_sha, items,
+                                 str(d / f"{name}.json"), str(d / f"{name}.parquet"))
+            paths = publish(sheet, d)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.close()
+    return paths
+
+
+def _mlflow_run(settings: Settings, as_of: pd.Timestamp) -> str:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    name = settings.pricing.experiment
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
+        art = settings.mlflow_artifacts
+        if "://" not in art:
+            art = Path(art).resolve().as_uri()
+        exp_id = mlflow.create_experiment(name, artifact_location=art)
+    else:
+        exp_id = exp.experiment_id
+    run = MlflowClient().create_run(exp_id, run_name=f"price {as_of:%Y-%m-%d %H:%M}", tags={"kind": "price"})
+    return run.info.run_id
+
+
+@task
+def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: pd.DataFrame | None,
+                diff: pd.DataFrame | None, demand: DemandModel | None, sheet_paths: tuple[Path, Path] | None) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from pricing.plots import price_vs_reference
+
+    c = MlflowClient(settings.mlflow_tracking_uri)
+    p = settings.pricing
+    params = {f"pricing.{k}": (json.dumps(v, default=str) if isinstance(v, (list, dict)) else str(v))[:500]
+              for k, v in p.model_dump().items() if k not in ("costs",)}
+    params.update({f"pricing.floor.{g}": round(p.floor(g), 4) for g in sorted(p.costs)})
+    for k, v in params.items():
+        c.log_param(run_id, k, v)
+    c.set_tag(run_id, "status", result["status"])
+    c.set_tag(run_id, "reason", str(result.get("reason") or "")[:5000])
+    if result.get("version") is not None:
+        c.set_tag(run_id, "sheet_version", str(result["version"]))
+    metrics = {k: float(v) for k, v in result.get("metrics", {}).items()}
+    for k, v in metrics.items():
+        c.log_metric(run_id, k, v)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        if sheet_paths:
+            for path in sheet_paths:
+                c.log_artifact(run_id, str(path), "sheet")
+        if items is not None and len(items):
+            items.to_parquet(t / "items_all.parquet", index=False)
+            c.log_artifact(run_id, str(t / "items_all.parquet"), "sheet")
+            w = items[~items["offered"].astype(bool)][["pool", "product", "start", "withdraw_reason"]]
+            w.to_csv(t / "withdrawn.csv", index=False)
+            c.log_artifact(run_id, str(t / "withdrawn.csv"), "sheet")
+            charts = t / "charts"
+            charts.mkdir()
+            for g in sorted(items.loc[items["offered"].astype(bool), "gpu_model"].dropna().unique()):
+                (charts / f"price_vs_reference_{g}.png").write_bytes(price_vs_reference(items, g))
+            c.log_artifacts(run_id, str(charts), "charts")
+        if diff is not None:
+            diff.to_csv(t / "diff.csv", index=False)
+            c.log_artifact(run_id, str(t / "diff.csv"), "sheet")
+        if demand is not None:
+            demand.table().to_csv(t / "demand_fit.csv", index=False)
+            c.log_artifact(run_id, str(t / "demand_fit.csv"), "demand")
+    c.set_terminated(run_id, "FINISHED" if result["status"] != "failed" else "FAILED")
+
+
+def _record(settings: Settings, as_of: pd.Timestamp, status: str, version: int | None, reason: str | None,
+            run_id: str | None) -> None:
+    con = connect(settings.duckdb_path)
+    try:
+        history.record_run(con, as_of.to_pydatetime(), status, version, reason, run_id)
+    finally:
+        con.close()
+
+
+@flow(name="price", log_prints=True)
+def price(settings: Settings | None = None, as_of: datetime | None = None, force: bool = False) -> dict[str, Any]:
+    """Price the newest forecast and publish a sheet (or hold the last one and say why)."""
+    settings = settings or Settings()
+    p = settings.pricing
+    rules = p.rules()
+    logger = get_run_logger()
+    as_of_ts = _utc(as_of or datetime.now(timezone.utc))
+    run_id = _mlflow_run(settings, as_of_ts)
+    items = diff = demand = paths = None
+    last_version = None
+    try:
+        inputs = load_pricing_inputs(settings)
+        last_version = int(inputs["last"]["version"]) if inputs["last"] else None
+        run = inputs["run"]
+        data_through = _utc(run["data_through"])
+        age = (as_of_ts - data_through) / pd.Timedelta(hours=1)
+        if age > rules.stale_after_hours:
+            raise Hold(f"stale telemetry: newest data {data_through:%Y-%m-%d %H:%M} is {age:.1f} h older than "
+                       f"as_of {as_of_ts:%Y-%m-%d %H:%M} (limit {rules.stale_after_hours} h)")
+        if age < -1:
+            raise Hold(f"as_of {as_of_ts} is before the forecast's data ({data_through}): nothing to price")
+        valid_from = as_of_ts.ceil("h")
+        fingerprint = inputs_fingerprint(run, valid_from, settings, inputs["bookings"])
+        if inputs["last"] is not None and inputs["last"]["inputs_sha256"] == fingerprint and not force:
+            result = {"status": "unchanged", "version": last_version, "metrics": {}, "mlflow_run_id": run_id,
+                      "reason": f"sheet v{last_version} was priced from the same inputs (use force to re-price)"}
+            _record(settings, as_of_ts, "unchanged", last_version, result["reason"], run_id)
+            log_pricing(run_id, settings, result, None, None, None, None)
+            return {**result, "diff": None, "items": None}
+        market = build_market(inputs, settings)
+        caps = market.pools.set_index("pool")["gpus_total"]
+        need = int(rules.spot_days * 24 + rules.block_hours)
+        hold = forecast_problems(inputs["hourly"], caps, valid_from, need)
+        seen = inputs["seen"].set_index("pool")["last_observed"].map(_utc, na_action="ignore")
+        hold.update({k: v for k, v in stale_pools(seen.reindex(caps.index), data_through, rules.pool_stale_hours).items()
+                     if k not in hold})
+        if len(hold) == len(caps):
+            raise Hold(f"every pool failed its checks: {sorted(set(hold.values()))}")
+        demand = fit_demand(inputs, settings)
+        items = price_fleet(inputs["hourly"], market, rules, demand, valid_from, inputs["last_items"], hold)
+        offered = items[items["offered"].astype(bool)]
+        con = connect(settings.duckdb_path)
+        try:
+            version = history.next_version(con)
+            history.record_demand_fits(con, demand.table())
+        finally:
+            con.close()
+        sheet = PriceSheet(
+            version=version, generated_at=pd.Timestamp.now(tz="UTC").floor("s"), valid_from=valid_from,
+            valid_until=valid_from + pd.Timedelta(hours=rules.valid_hours), data_through=data_through,
+            mlflow_run_id=run_id, forecast_id=run["forecast_id"], items=public_items(offered), currency=p.currency,
+        )
+        diff, counts = diff_items(items, inputs["last_items"], p.diff_threshold)
+        if inputs["last"] is not None and inputs["last"]["content_sha256"] == sheet.content_sha256:
+            status, version, reason = "unchanged", last_version, "same content as the last sheet"
+        else:
+            paths = publish_sheet(sheet, fingerprint, items, settings)
+            status, reason = "published", None
+        gc = guardrail_counts(offered)
+        metrics = {
+            "items.offered": len(offered), "items.withdrawn": int((~items["offered"].astype(bool)).sum()),
+            "pools.held": len(hold), "gpu_hours.offered": float((offered["gpus_offered"] * offered["hours"]).sum()),
+            "revenue.expected_spot": float((offered["expected_gpu_hours_sold"] * offered["price_per_gpu_hour"])
+                                           .where(offered["product"] == "spot").sum()),
+            "discount.mean": float(offered["discount_vs_reference"].mean()) if len(offered) else 0.0,
+            **{f"guardrail.{k}": v for k, v in gc.items()},
+            **{f"diff.{k}": v for k, v in counts.items()},
+        }
+        result = {"status": status, "version": version, "reason": reason, "metrics": metrics, "held_pools": hold,
+                  "valid_from": str(valid_from), "diff_rows": len(diff), "mlflow_run_id": run_id,
+                  "paths": [str(x) for x in paths] if paths else None}
+    except Hold as exc:
+        logger.warning("holding the last sheet: %s", exc)
+        result = {"status": "held", "version": last_version, "reason": str(exc), "metrics": {}, "mlflow_run_id": run_id}
+    except Exception as exc:
+        _record(settings, as_of_ts, "failed", last_version, f"{type(exc).__name__}: {exc}", run_id)
+        log_pricing(run_id, settings, {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}, None, None, None, None)
+        raise
+    _record(settings, as_of_ts, result["status"], result["version"], result.get("reason"), run_id)
+    log_pricing(run_id, settings, result, items, diff, demand, paths)
+    return {**result, "diff": diff, "items": items}

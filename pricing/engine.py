@@ -1,0 +1,100 @@
+"""One pricing pass: forecast + market + rules + last sheet -> every candidate item, guarded.
+
+Order: reserved quantities (they come first: reserved GPUs are promised, spot gets the rest)
+-> spot offers and prices -> spot guardrails -> reserved prices (never under spot's expected
+price) -> reserved guardrails. Pools on hold (stale telemetry, failed forecast checks) keep the
+last sheet's items that have not started yet, marked `hold_last:<reason>`.
+Every candidate is returned; `offered` says which go on the sheet, `withdraw_reason` why not.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pricing.demand import DemandModel
+from pricing.guardrails import apply_guardrails
+from pricing.optimizer import Market, reserved_prices, reserved_quantities, spot_offers
+from pricing.rules import PricingRules
+
+ITEM_COLS = [
+    "pool", "gpu_model", "region", "product", "start", "end", "hours", "price_per_gpu_hour", "gpus_offered",
+    "interruption_risk", "reference_provider", "reference_region", "reference_sku", "reference_product",
+    "reference_price", "reference_as_of", "discount_vs_reference", "floor", "ceiling", "spot_expected_price",
+    "last_price", "base_price", "guardrails", "offered", "withdraw_reason", "expected_idle_gpus",
+    "expected_gpu_hours_sold", "window_min_quantile", "newsvendor_level", "gpus_total",
+]
+
+
+def match_last(items: pd.DataFrame, last: pd.DataFrame | None) -> pd.Series:
+    """The last published price of each item: same pool/product/start, else the nearest start."""
+    if last is None or last.empty:
+        return pd.Series(np.nan, index=items.index)
+    left = items[["pool", "product", "start"]].reset_index().sort_values("start")
+    right = last[["pool", "product", "start", "price_per_gpu_hour"]].sort_values("start")
+    right = right.rename(columns={"price_per_gpu_hour": "last_price"})
+    m = pd.merge_asof(left, right, on="start", by=["pool", "product"], direction="nearest")
+    return m.set_index("index")["last_price"].reindex(items.index)
+
+
+def _guard(df: pd.DataFrame, rules: PricingRules, last: pd.DataFrame | None, parity: bool) -> pd.DataFrame:
+    df = df.copy()
+    df["last_price"] = match_last(df, last)
+    p, flags, withdraw = apply_guardrails(
+        df["base_price"].to_numpy(float), df["floor"].to_numpy(float), df["ceiling"].to_numpy(float),
+        df["last_price"].to_numpy(float), rules.max_daily_change,
+        df["spot_expected_price"].to_numpy(float) if parity else None,
+    )
+    df["price_per_gpu_hour"] = p
+    df["guardrails"] = flags
+    reason = np.select(
+        [df["reference_price"].isna(), ~df["complete"].astype(bool), withdraw | df["base_price"].isna(),
+         df["gpus_offered"] < rules.min_gpus],
+        ["no_reference", "forecast_too_short", "floor_above_ceiling", "no_capacity"], default="",
+    )
+    df["withdraw_reason"] = reason
+    df["offered"] = reason == ""
+    df["final_price"] = np.where(df["offered"], p, np.nan)
+    return df
+
+
+def held_items(last: pd.DataFrame | None, hold: dict[str, str], valid_from: pd.Timestamp) -> pd.DataFrame:
+    """The last sheet's not-yet-started items of held pools, unchanged, marked hold_last."""
+    if last is None or last.empty or not hold:
+        return pd.DataFrame(columns=ITEM_COLS)
+    h = last[last["pool"].isin(list(hold)) & (last["start"] >= valid_from)].copy()
+    h["guardrails"] = [list(g) + [f"hold_last:{hold[p]}"] for g, p in zip(h["guardrails"], h["pool"])]
+    h["offered"] = True
+    h["withdraw_reason"] = ""
+    h["last_price"] = h["price_per_gpu_hour"]
+    h["base_price"] = h["price_per_gpu_hour"]
+    return h
+
+
+def price_fleet(
+    hourly: pd.DataFrame, market: Market, rules: PricingRules, demand: DemandModel,
+    valid_from: pd.Timestamp, last: pd.DataFrame | None = None, hold: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Every candidate item (ITEM_COLS) for the sheet that becomes valid at `valid_from`."""
+    hold = hold or {}
+    live = market.pools[~market.pools["pool"].isin(list(hold))].reset_index(drop=True)
+    m = Market(pools=live, references=market.references)
+    res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"))
+    spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res).assign(spot_expected_price=np.nan),
+                  rules, last, parity=False)
+    res = reserved_prices(res, spot, rules, demand)
+    res = _guard(res, rules, last, parity=True)
+    res["interruption_risk"] = 0.0  # reserved capacity is promised; reclaim risk is priced in the quantity
+    frames = [spot, res]
+    kept = held_items(last, hold, valid_from)
+    withdrawn_holds = [p for p in hold if last is None or last.empty or p not in set(last["pool"])]
+    if withdrawn_holds:
+        frames.append(pd.DataFrame({"pool": withdrawn_holds, "offered": False,
+                                    "withdraw_reason": [f"hold_without_last_sheet:{hold[p]}" for p in withdrawn_holds],
+                                    "guardrails": [[f"hold_last:{hold[p]}"] for p in withdrawn_holds]}))
+    items = pd.concat([f for f in frames if len(f)] + ([kept] if len(kept) else []), ignore_index=True)
+    items["discount_vs_reference"] = 1 - items["price_per_gpu_hour"] / items["reference_price"]
+    items.loc[~items["offered"].astype(bool), ["price_per_gpu_hour", "discount_vs_reference"]] = np.nan
+    for c in ITEM_COLS:
+        if c not in items:
+            items[c] = np.nan
+    return items[ITEM_COLS].reset_index(drop=True)

@@ -1,0 +1,212 @@
+"""Spot and reserved offers per pool from the hourly forecast (before guardrails).
+
+Reserved (1/7/30 days from the next UTC midnight): the GPUs a window can promise are a low
+quantile of the window's minimum idle GPUs. The quantile is the newsvendor critical ratio
+margin / (margin + reclaim penalty): offering one more GPU earns the margin when it stays idle
+and costs the penalty when training reclaims it. Terms are nested tranches: the longest term
+takes the stable base, shorter terms the extra that only their window can promise, so in every
+hour the reserved total stays within that hour's promise.
+
+Spot (6 h UTC blocks over 7 days): GPUs offered are a quantile of the block's minimum idle
+minus what reserved already holds; the price maximizes price x E[min(demand(price), offered,
+idle)] over the forecast distribution, searched on a log grid between floor and ceiling.
+Interruption risk is P(idle falls below reserved + spot offered in some hour of the block).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.base import QCOLS
+from pricing.demand import DemandModel
+from pricing.quantiles import grid, quantile_at
+from pricing.rules import PricingRules
+
+HOUR = pd.Timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Market:
+    """Per-pool facts the optimizer needs: gpu_model, region, capacity, floor and the references."""
+
+    pools: pd.DataFrame  # pool, gpu_model, region, gpus_total, floor
+    references: pd.DataFrame  # gpu_model, product_class, provider, region, sku, product, usd_per_gpu_hour
+
+
+def next_midnight(t: pd.Timestamp) -> pd.Timestamp:
+    return t.floor("D") + pd.Timedelta(days=1)
+
+
+def first_block(t: pd.Timestamp, block_hours: int) -> pd.Timestamp:
+    """First UTC-aligned block boundary at or after t."""
+    return t.ceil(f"{block_hours}h")
+
+
+def _cube(hourly: pd.DataFrame, pools: list[str], hours: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(pool, hour, quantile) array and a mask of which (pool, hour) cells the forecast has."""
+    idx = pd.MultiIndex.from_product([pools, hours], names=["unique_id", "ds"])
+    f = hourly.set_index(["unique_id", "ds"])[QCOLS].reindex(idx)
+    arr = f.to_numpy(float).reshape(len(pools), len(hours), len(QCOLS))
+    return arr, np.isfinite(arr).all(axis=-1)
+
+
+def _reference(market: Market, cls: str) -> pd.DataFrame:
+    r = market.references[market.references["product_class"] == cls]
+    r = r.rename(columns={"provider": "reference_provider", "sku": "reference_sku", "product": "reference_product",
+                          "usd_per_gpu_hour": "reference_price", "region": "reference_region"})
+    r = r.rename(columns={"as_of": "reference_as_of"})
+    cols = ["gpu_model", "reference_provider", "reference_region", "reference_sku", "reference_product",
+            "reference_price", "reference_as_of"]
+    return market.pools.merge(r[cols], on="gpu_model", how="left")
+
+
+def reserved_quantities(hourly: pd.DataFrame, market: Market, rules: PricingRules, start: pd.Timestamp) -> pd.DataFrame:
+    """One row per pool x term: window, newsvendor level, window-min quantile, offered tranche."""
+    pools = _reference(market, "reserved")
+    terms = sorted(rules.reserved_terms_days)
+    hours = pd.date_range(start, periods=24 * terms[-1], freq="h")
+    cube, have = _cube(hourly, pools["pool"].tolist(), hours)
+    cap = pools["gpus_total"].to_numpy(float)
+    rows = []
+    raw = np.zeros((len(pools), len(terms)))
+    for j, d in enumerate(terms):
+        n = 24 * d
+        disc = rules.term_discount[d]
+        upper = (1 - rules.min_undercut) * pools["reference_price"].to_numpy(float) * (1 - disc)
+        margin = upper - pools["floor"].to_numpy(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            alpha = np.clip(margin / (margin + rules.reclaim_penalty_multiple * upper), 0, rules.reserved_max_quantile)
+        # every hour's quantile at the pool's own level, then the window minimum (comonotone hours)
+        lv = np.nan_to_num(alpha, nan=0.0)
+        P = len(pools)
+        per_hour = _at_level(cube[:, :n, :].reshape(P * n, -1), np.repeat(cap, n), np.repeat(lv, n)).reshape(P, n)
+        qmin = np.nanmin(np.where(have[:, :n], per_hour, np.inf), axis=1)
+        complete = have[:, :n].all(axis=1)
+        ok = complete & np.isfinite(upper) & (margin > 0)
+        raw[:, j] = np.where(ok, np.floor(np.clip(qmin, 0, cap) + 1e-9), 0)
+        rows.append(pd.DataFrame({
+            "pool": pools["pool"], "term_days": d, "start": start, "end": start + pd.Timedelta(days=d),
+            "newsvendor_level": alpha, "window_min_quantile": np.where(complete, qmin, np.nan),
+            "complete": complete, "upper": upper, "margin_ok": margin > 0,
+        }))
+    cum = np.minimum.accumulate(raw, axis=1)  # c_i = min(k_j, j <= i): non-increasing with the term
+    tranche = cum - np.concatenate([cum[:, 1:], np.zeros((len(pools), 1))], axis=1)
+    out = pd.concat(rows, ignore_index=True)
+    out["gpus_offered"] = tranche.T.reshape(-1).astype(int)
+    out["reserved_total_in_window"] = cum.T.reshape(-1)
+    return out.merge(pools, on="pool")
+
+
+def _at_level(q: np.ndarray, cap: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Quantile function of each row at its own level."""
+    from pricing.quantiles import _knots
+
+    levels, vals = _knots(np.asarray(q, float), np.asarray(cap, float))
+    idx = np.clip(np.searchsorted(levels, level, side="right") - 1, 0, len(levels) - 2)
+    w = (level - levels[idx]) / (levels[idx + 1] - levels[idx])
+    r = np.arange(len(q))
+    return vals[r, idx] * (1 - w) + vals[r, idx + 1] * w
+
+
+def reserved_in_hours(res: pd.DataFrame, pools: list[str], hours: pd.DatetimeIndex) -> np.ndarray:
+    """GPUs held by reserved offers in each (pool, hour): the sum of tranches whose window covers it."""
+    out = np.zeros((len(pools), len(hours)))
+    pos = {p: i for i, p in enumerate(pools)}
+    hv = hours.values
+    for r in res.itertuples(index=False):
+        if r.gpus_offered > 0 and r.pool in pos:
+            cover = (hv >= np.datetime64(r.start.tz_convert(None))) & (hv < np.datetime64(r.end.tz_convert(None)))
+            out[pos[r.pool], cover] += r.gpus_offered
+    return out
+
+
+def spot_offers(
+    hourly: pd.DataFrame, market: Market, rules: PricingRules, demand: DemandModel,
+    valid_from: pd.Timestamp, reserved: pd.DataFrame,
+) -> pd.DataFrame:
+    """One row per pool x block: GPUs offered, optimal price, risk, expected sales (before guardrails)."""
+    pools = _reference(market, "spot")
+    names = pools["pool"].tolist()
+    B = rules.block_hours
+    start = first_block(valid_from, B)
+    nb = rules.spot_days * 24 // B
+    hours = pd.date_range(start, periods=nb * B, freq="h")
+    cube, have = _cube(hourly, names, hours)
+    cap = pools["gpus_total"].to_numpy(float)
+    held = reserved_in_hours(reserved, names, hours)
+    u = grid(50)
+    P = len(names)
+    vals = quantile_at(cube.reshape(P * nb * B, -1), np.repeat(cap, nb * B), u).reshape(P, nb, B, len(u))
+    at_q = quantile_at(cube.reshape(P * nb * B, -1), np.repeat(cap, nb * B), rules.spot_offer_quantile)
+    at_q = at_q.reshape(P, nb, B)
+    held_b = held.reshape(P, nb, B).max(axis=2)
+    complete = have.reshape(P, nb, B).all(axis=2)
+    k = np.floor(np.clip(at_q.min(axis=2) - held_b, 0, None) + 1e-9)
+    k = np.where(complete, k, 0)
+    # interruption: P(min over block hours of idle < held + k) = max over hours of F_h(held + k)
+    thresh = (held_b + k)[:, :, None, None]
+    risk = np.where(k > 0, (vals < thresh).mean(axis=3).max(axis=2), np.nan)
+    avail = np.clip(vals - held_b[:, :, None, None], 0, None).reshape(P, nb, B * len(u))
+
+    floor = pools["floor"].to_numpy(float)
+    ceiling = (1 - rules.min_undercut) * pools["reference_price"].to_numpy(float)
+    best_p = np.full((P, nb), np.nan)
+    exp_sold = np.full((P, nb), np.nan)
+    m = rules.price_grid
+    for i, row in enumerate(pools.itertuples(index=False)):
+        lo, hi = floor[i], ceiling[i]
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi >= lo > 0):
+            continue
+        curve = demand.curve(row.gpu_model, "spot")
+        prices = lo * (hi / lo) ** (np.arange(m) / max(m - 1, 1))
+        want = curve.gpus(prices, row.reference_price, cap[i])                     # (m,)
+        s = np.minimum(want[None, :], k[i][:, None])                               # (nb, m)
+        sold = np.minimum(s[:, :, None], avail[i][:, None, :]).mean(axis=2) * B    # GPU-hours per block
+        rev = sold * prices[None, :]
+        j = rev.argmax(axis=1)
+        best_p[i] = prices[j]
+        exp_sold[i] = sold[np.arange(nb), j]
+    starts = start + pd.to_timedelta(np.arange(nb) * B, unit="h")
+    out = pd.DataFrame({
+        "pool": np.repeat(names, nb), "product": "spot",
+        "start": np.tile(starts, P), "hours": B,
+        "gpus_offered": k.reshape(-1).astype(int), "base_price": best_p.reshape(-1),
+        "interruption_risk": risk.reshape(-1), "expected_gpu_hours_sold": exp_sold.reshape(-1),
+        "expected_idle_gpus": np.where(complete, np.mean(vals, axis=(2, 3)), np.nan).reshape(-1),
+        "complete": complete.reshape(-1), "ceiling": np.repeat(ceiling, nb), "floor": np.repeat(floor, nb),
+    })
+    out["end"] = out["start"] + pd.Timedelta(hours=B)
+    return out.merge(pools.drop(columns=["floor"]), on="pool")
+
+
+def reserved_prices(
+    res: pd.DataFrame, spot: pd.DataFrame, rules: PricingRules, demand: DemandModel,
+) -> pd.DataFrame:
+    """Demand-optimal reserved prices within [max(floor, spot expected price), discounted ceiling]."""
+    res = res.copy()
+    sp = spot[spot["final_price"].notna() & (spot["gpus_offered"] > 0)]
+    parity = []
+    for r in res.itertuples(index=False):
+        w = sp[(sp["pool"] == r.pool) & (sp["start"] >= r.start) & (sp["start"] < r.end)]
+        if w.empty:  # 30-day window past the spot horizon: the pool's spot prices from the start on
+            w = sp[(sp["pool"] == r.pool) & (sp["start"] >= r.start)]
+        parity.append(float(w["final_price"].mean()) if len(w) else np.nan)
+    res["spot_expected_price"] = parity
+    res["ceiling"] = (1 - rules.min_undercut) * res["reference_price"]
+    base = np.full(len(res), np.nan)
+    for (g, d), idx in res.groupby(["gpu_model", "term_days"]).groups.items():
+        r = res.loc[idx]
+        curve = demand.curve(str(g), rules.product(int(d)))
+        clear = curve.clearing_price(r["gpus_offered"].to_numpy(float), r["reference_price"].to_numpy(float),
+                                     r["gpus_total"].to_numpy(float))
+        upper = r["upper"].to_numpy(float)
+        lower = np.fmax(r["floor"].to_numpy(float), r["spot_expected_price"].to_numpy(float))
+        # revenue p x min(D(p), k) peaks where demand clears k when elasticity > 1, else at the top
+        p = np.minimum(clear, upper) if curve.elasticity > 1 else upper
+        base[np.asarray([res.index.get_loc(i) for i in idx])] = np.maximum(p, lower)
+    res["base_price"] = base
+    res["product"] = [rules.product(int(d)) for d in res["term_days"]]
+    res["hours"] = res["term_days"] * 24
+    return res

@@ -1,0 +1,90 @@
+"""The price flow end to end: real DuckDB file, Prefect engine, MLflow sqlite store, sheet files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from pipelines.settings import ForecastSettings, PricingSettings, Settings
+from pricing.sheet import latest_sheet_path, read_sheet
+from warehouse import pool_hourly
+from warehouse.calendar import ingest_calendar
+from warehouse.db import connect
+from warehouse.ingest import ingest_files
+from warehouse.synthetic import FleetSpec, write_fleet
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture(scope="module")
+def priced(tmp_path_factory):
+    """A 4-pool synthetic fleet, trained (naive models: fast) and forecast; returns settings + as_of."""
+    from pipelines.forecast_flow import forecast, train_forecaster
+
+    tmp = tmp_path_factory.mktemp("price")
+    files = write_fleet(FleetSpec(pools=4, nodes_per_pool=4, days=21, interval_s=900, seed=5), tmp / "fleet")
+    s = Settings(
+        var_dir=tmp / "var",
+        forecast=ForecastSettings(models=["naive", "snaive_24"], backtest_windows=1, fan_charts=0,
+                                  experiment="t-fc", registered_model="t-fc"),
+        pricing=PricingSettings(experiment="t-price"),
+    )
+    s.ensure_dirs()
+    con = connect(s.duckdb_path)
+    ingest_files(con, files.telemetry)
+    ingest_calendar(con, files.calendar)
+    pool_hourly.refresh(con)
+    con.close()
+    train_forecaster(settings=s)
+    out = forecast(settings=s)
+    return s, pd.Timestamp(out["origin"]) + pd.Timedelta(minutes=30)
+
+
+def test_price_publishes_a_sheet_with_references_and_logs_the_run(priced) -> None:
+    from pipelines.pricing_flow import price
+
+    s, as_of = priced
+    out = price(settings=s, as_of=as_of.to_pydatetime())
+    assert out["status"] == "published" and out["version"] == 1
+    path = latest_sheet_path(s.sheets_dir)
+    sheet = read_sheet(path)
+    assert sheet["version"] == 1 and sheet["currency"] == "USD" and sheet["mlflow_run_id"] == out["mlflow_run_id"]
+    assert pd.Timestamp(sheet["valid_until"]) - pd.Timestamp(sheet["valid_from"]) == pd.Timedelta(hours=24)
+    items = sheet["items"]
+    assert {i["product"] for i in items} >= {"spot"}
+    for i in items:
+        ref = i["reference"]
+        assert ref["provider"] in ("aws", "azure") and ref["sku"] and ref["price"] > 0
+        assert i["price_per_gpu_hour"] <= 0.9 * ref["price"] + 1e-4          # ceiling: 10% under
+        assert i["price_per_gpu_hour"] >= i["floor"] - 1e-4
+        assert abs(i["discount_vs_reference"] - (1 - i["price_per_gpu_hour"] / ref["price"])) < 1e-3
+        assert i["gpus_offered"] >= 1 and i["guardrails"] is not None
+        if i["product"] == "spot":
+            assert 0 <= i["interruption_risk"] <= 1
+    assert Path(str(path).replace(".json", ".parquet")).exists()
+
+    client = mlflow.MlflowClient(s.mlflow_tracking_uri)
+    run = client.get_run(out["mlflow_run_id"])
+    assert run.data.tags["status"] == "published" and run.data.metrics["items.offered"] == len(items)
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "sheet")}
+    assert {"sheet/price-sheet-000001.json", "sheet/diff.csv", "sheet/withdrawn.csv"} <= arts
+    charts = client.list_artifacts(run.info.run_id, "charts")
+    assert charts and all(c.path.endswith(".png") for c in charts)
+
+    # same inputs again: nothing new is published
+    again = price(settings=s, as_of=as_of.to_pydatetime())
+    assert again["status"] == "unchanged" and again["version"] == 1
+    assert latest_sheet_path(s.sheets_dir) == path
+
+    # a day later with the same forecast: telemetry is stale -> the last sheet holds, bytes unchanged
+    before = path.read_bytes()
+    held = price(settings=s, as_of=(as_of + pd.Timedelta(hours=24)).to_pydatetime())
+    assert held["status"] == "held" and "stale telemetry" in held["reason"] and held["version"] == 1
+    assert latest_sheet_path(s.sheets_dir) == path and path.read_bytes() == before
+    con = connect(s.duckdb_path, read_only=True)
+    runs = con.execute("SELECT status FROM pricing_runs ORDER BY run_at").fetchall()
+    con.close()
+    assert [r[0] for r in runs] == ["published", "unchanged", "held"]

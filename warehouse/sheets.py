@@ -1,0 +1,87 @@
+"""Price sheet history, pricing runs, bookings and demand fits in the warehouse."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import duckdb
+import pandas as pd
+
+from pricing.engine import ITEM_COLS
+
+
+def next_version(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT coalesce(max(version), 0) + 1 FROM price_sheets").fetchall()[0][0])
+
+
+def latest_sheet(con: duckdb.DuckDBPyConnection) -> dict | None:
+    rows = con.execute("SELECT * FROM price_sheets ORDER BY version DESC LIMIT 1").df()
+    return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def sheet_items(con: duckdb.DuckDBPyConnection, version: int, offered_only: bool = True) -> pd.DataFrame:
+    df = con.execute(
+        f"SELECT * EXCLUDE (version) FROM price_sheet_items WHERE version = ? {'AND offered' if offered_only else ''} "
+        "ORDER BY pool, product, start", [version],
+    ).df()
+    df["guardrails"] = df["guardrails"].map(lambda g: list(g) if g is not None else [])
+    return df
+
+
+def history(con: duckdb.DuckDBPyConnection, limit: int = 50) -> pd.DataFrame:
+    return con.execute(
+        """SELECT s.version, s.generated_at, s.valid_from, s.valid_until, s.data_through, s.items,
+                  round(avg(i.discount_vs_reference) FILTER (WHERE i.offered), 4) AS mean_discount,
+                  sum(i.gpus_offered * i.hours) FILTER (WHERE i.offered) AS gpu_hours_offered,
+                  count(*) FILTER (WHERE len(i.guardrails) > 0 AND i.offered) AS items_guarded,
+                  s.mlflow_run_id
+           FROM price_sheets s LEFT JOIN price_sheet_items i USING (version)
+           GROUP BY ALL ORDER BY s.version DESC LIMIT ?""", [limit],
+    ).df()
+
+
+def record_run(con: duckdb.DuckDBPyConnection, as_of: datetime, status: str, version: int | None,
+               reason: str | None, mlflow_run_id: str | None) -> None:
+    con.execute("INSERT INTO pricing_runs VALUES (?, ?, ?, ?, ?, ?)",
+                [datetime.now(timezone.utc), as_of, status, version, reason, mlflow_run_id])
+
+
+def insert_sheet(con: duckdb.DuckDBPyConnection, header: dict, content_sha256: str, inputs_sha256: str,
+                 items: pd.DataFrame, json_path: str, parquet_path: str) -> None:
+    """Sheet row + every candidate item; call inside the publishing transaction."""
+    offered = int(items["offered"].sum())
+    con.execute(
+        "INSERT INTO price_sheets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [header["version"], header["generated_at"], header["valid_from"], header["valid_until"],
+         header["data_through"], header["mlflow_run_id"], header["forecast_id"], header["currency"],
+         content_sha256, inputs_sha256, offered, json_path, parquet_path],
+    )
+    rows = items[ITEM_COLS].copy()
+    rows["guardrails"] = rows["guardrails"].map(lambda g: list(g) if isinstance(g, (list, tuple)) else [])
+    rows["reference_as_of"] = pd.to_datetime(rows["reference_as_of"]).dt.date
+    rows.insert(0, "version", header["version"])
+    con.register("sheet_rows", rows)
+    cols = ", ".join(["version"] + [f'"{c}"' for c in ITEM_COLS])
+    con.execute(f"INSERT INTO price_sheet_items SELECT {cols} FROM sheet_rows")
+    con.unregister("sheet_rows")
+
+
+def record_demand_fits(con: duckdb.DuckDBPyConnection, table: pd.DataFrame) -> None:
+    if len(table):
+        t = table.assign(fitted_at=datetime.now(timezone.utc))
+        con.register("fits", t)
+        con.execute("INSERT INTO demand_fits SELECT fitted_at, gpu_model, product, elasticity, share_at_reference, "
+                    "source, n_items FROM fits")
+        con.unregister("fits")
+
+
+def booking_observations(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per published item with what was booked from it (demand-fit input)."""
+    return con.execute(
+        """SELECT i.gpu_model, i.product, i.price_per_gpu_hour, i.reference_price, i.gpus_total AS capacity,
+                  i.gpus_offered, coalesce(sum(b.gpus), 0) AS gpus_booked
+           FROM price_sheet_items i
+           LEFT JOIN bookings b ON b.sheet_version = i.version AND b.pool = i.pool
+                AND b.product = i.product AND b.start = i.start
+           WHERE i.offered AND i.version IN (SELECT DISTINCT sheet_version FROM bookings)
+           GROUP BY ALL"""
+    ).df()
