@@ -17,6 +17,8 @@ from pipelines.settings import Settings, apply_process_env, load_settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 calendar_app = typer.Typer(no_args_is_help=True, help="Training-cycle calendar (planned internal runs).")
 app.add_typer(calendar_app, name="calendar")
+sheet_app = typer.Typer(no_args_is_help=True, help="Published price sheets: show, diff, history.")
+app.add_typer(sheet_app, name="sheet")
 console = Console()
 if not console.is_terminal:  # piped or logged: don't squeeze tables into 80 columns
     console = Console(width=160)
@@ -77,6 +79,9 @@ def _run_with_progress(label: str, fn, *args, **kwargs):
             elif event == "backtest":
                 done, total, name = payload
                 progress.update(bar, total=total, completed=done, last=f"fitted {name}")
+            elif event == "price_backtest":
+                done, total = payload
+                progress.update(bar, total=total, completed=done, last=f"origin {done}/{total} priced")
 
         with reporting(on_event):
             return fn(*args, **kwargs)
@@ -347,6 +352,174 @@ def forecast(config: Optional[Path] = ConfigOpt) -> None:
         first = day[day["ds"] == day["ds"].min()]
         print_frame(first[["unique_id", "ds", "model", "q10", "q50", "mean", "q90", "gpus_total"]],
                     "first full day: idle GPU-hours per pool (q10 = what a reserved offer can lean on)")
+
+
+def _sheet_summary(items) -> None:
+    """Per pool x product: items, GPUs, price range, the reference undercut, guardrails."""
+    import pandas as pd
+
+    off = items[items["offered"].astype(bool)]
+    if off.empty:
+        console.print("[yellow]no item offered[/yellow]")
+        return
+    g = off.groupby(["pool", "product"], as_index=False).agg(
+        items=("start", "size"), gpus_min=("gpus_offered", "min"), gpus_max=("gpus_offered", "max"),
+        price_min=("price_per_gpu_hour", "min"), price_max=("price_per_gpu_hour", "max"),
+        reference=("reference_price", "first"), ref_sku=("reference_sku", "first"),
+        discount=("discount_vs_reference", "mean"), risk=("interruption_risk", "mean"),
+        guardrails=("guardrails", lambda s: ", ".join(sorted({x.split(":")[0] for gs in s for x in gs})) or "-"),
+    )
+    print_frame(g, "price sheet: per pool and product (USD per GPU-hour; discount = mean share under the reference)",
+                max_rows=80)
+    w = items[~items["offered"].astype(bool)]
+    if len(w):
+        counts = w.groupby(["product", "withdraw_reason"]).size().reset_index(name="items")
+        print_frame(counts, "withdrawn (not on the sheet)")
+    del pd
+
+
+def _diff_table(diff, title: str) -> None:
+    if diff is None or diff.empty:
+        console.print(f"[dim]{title}: no price moved more than the threshold[/dim]")
+        return
+    d = diff.copy()
+    d["change"] = (d["change"] * 100).round(1).astype(str) + "%"
+    print_frame(d, title, max_rows=30)
+
+
+@app.command()
+def price(
+    as_of: Optional[datetime] = typer.Option(None, "--as-of", help="price as of this UTC time (default: now); "
+                                             "replays use the data's time"),
+    force: bool = typer.Option(False, help="re-price even when the inputs are unchanged"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Price the newest forecast and publish a versioned sheet, or hold the last sheet and say why."""
+    s = _settings(config)
+    from pipelines.pricing_flow import price as price_flow
+
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=timezone.utc)
+    with console.status("pricing"):
+        out = price_flow(settings=s, as_of=as_of, force=force)
+    if out["status"] == "held":
+        console.print(f"[yellow]held[/yellow]: the last sheet (v{out['version']}) stays in force. {out['reason']}")
+        raise typer.Exit(code=3)
+    if out["status"] == "unchanged":
+        console.print(f"[cyan]unchanged[/cyan]: {out['reason']}")
+        return
+    _sheet_summary(out["items"])
+    _diff_table(out["diff"], f"changes > {s.pricing.diff_threshold:.0%} vs the previous sheet, and why")
+    m = out["metrics"]
+    guards = ", ".join(f"{k.split('.', 1)[1]}={int(v)}" for k, v in m.items() if k.startswith("guardrail.")) or "none"
+    console.print(f"[green]published[/green] sheet v{out['version']} valid from {out['valid_from']}: "
+                  f"{int(m['items.offered'])} items, {m['gpu_hours.offered']:,.0f} GPU-hours; guardrails: {guards}; "
+                  f"held pools: {len(out['held_pools'])}")
+    if out.get("paths"):
+        console.print(f"files: {out['paths'][0]} (+ .parquet); MLflow run {out['mlflow_run_id']}")
+
+
+@sheet_app.command("show")
+def sheet_show(
+    version: Optional[int] = typer.Argument(None, help="sheet version (default: the newest published)"),
+    product: Optional[str] = typer.Option(None), pool: Optional[str] = typer.Option(None),
+    limit: int = typer.Option(40),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Print a published sheet (read from its JSON file, as a customer would get it)."""
+    from pricing.sheet import items_table, latest_sheet_path, read_sheet, sheet_name
+
+    s = _settings(config)
+    path = latest_sheet_path(s.sheets_dir) if version is None else Path(s.sheets_dir) / f"{sheet_name(version)}.json"
+    if path is None or not path.exists():
+        console.print(f"[yellow]no published sheet{'' if version is None else f' v{version}'} in {s.sheets_dir}[/yellow]")
+        raise typer.Exit(code=1)
+    sheet = read_sheet(path)
+    hdr = {k: v for k, v in sheet.items() if k != "items"}
+    console.print(", ".join(f"[bold]{k}[/bold] {v}" for k, v in hdr.items()))
+    df = items_table(sheet["items"])
+    if product:
+        df = df[df["product"] == product]
+    if pool:
+        df = df[df["pool"] == pool]
+    cols = ["pool", "product", "start", "price_per_gpu_hour", "gpus_offered", "interruption_risk",
+            "reference_provider", "reference_sku", "reference_product", "reference_price", "discount_vs_reference",
+            "floor", "guardrails"]
+    if len(df):
+        df["guardrails"] = df["guardrails"].map(lambda g: ", ".join(g) or "-")
+        print_frame(df[cols], f"{path.name}: {len(df)} item(s)", max_rows=limit)
+    else:
+        console.print("no matching items")
+
+
+@sheet_app.command("diff")
+def sheet_diff(
+    old: Optional[int] = typer.Argument(None, help="older version (default: the one before NEW)"),
+    new: Optional[int] = typer.Argument(None, help="newer version (default: the newest)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Price changes above the threshold between two sheets, each with what moved under it."""
+    from pricing.diff import diff_items
+    from warehouse import sheets as history
+    from warehouse.db import connect
+
+    s = _settings(config)
+    con = connect(s.duckdb_path, read_only=True)
+    try:
+        versions = [r[0] for r in con.execute("SELECT version FROM price_sheets ORDER BY version").fetchall()]
+        if len(versions) < 2 and (old is None or new is None):
+            console.print("[yellow]fewer than two sheets published: nothing to compare[/yellow]")
+            raise typer.Exit(code=1)
+        new = new if new is not None else versions[-1]
+        old = old if old is not None else max(v for v in versions if v < new)
+        missing = [v for v in (old, new) if v not in versions]
+        if missing:
+            console.print(f"[red]no sheet version(s) {missing}; published: {versions[-10:]}[/red]")
+            raise typer.Exit(code=1)
+        diff, counts = diff_items(history.sheet_items(con, new), history.sheet_items(con, old), s.pricing.diff_threshold)
+    finally:
+        con.close()
+    _diff_table(diff, f"v{old} -> v{new}: changes > {s.pricing.diff_threshold:.0%}")
+    console.print(", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@sheet_app.command("history")
+def sheet_history(limit: int = typer.Option(20), config: Optional[Path] = ConfigOpt) -> None:
+    """Published sheets, newest first, and the pricing runs that held or left them unchanged."""
+    from warehouse import sheets as history
+    from warehouse.db import connect
+
+    s = _settings(config)
+    if not Path(s.duckdb_path).exists():
+        console.print("[yellow]no warehouse yet[/yellow]")
+        raise typer.Exit(code=1)
+    con = connect(s.duckdb_path, read_only=True)
+    print_frame(history.history(con, limit), "price sheets")
+    runs = con.execute("SELECT run_at, as_of, status, version, reason FROM pricing_runs ORDER BY run_at DESC LIMIT ?",
+                       [limit]).df()
+    con.close()
+    print_frame(runs, "pricing runs")
+
+
+@app.command("price-backtest")
+def price_backtest(
+    windows: Optional[int] = typer.Option(None, "--windows", help="origins (default pricing.backtest_windows)"),
+    model: Optional[str] = typer.Option(None, "--model", help="forecaster to replay (default pricing.backtest_model)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Replay rolling-origin forecasts and score the offers: safety, yield, revenue vs a naive policy."""
+    s = _settings(config)
+    upd = {k: v for k, v in (("backtest_windows", windows), ("backtest_model", model)) if v is not None}
+    if upd:
+        s = s.model_copy(update={"pricing": s.pricing.model_copy(update=upd)})
+    from pipelines.pricing_flow import backtest_pricing
+
+    out = _run_with_progress("pricing backtest", backtest_pricing, settings=s)
+    rep = out["report"]
+    summ = rep.summary.copy()
+    print_frame(summ, f"pricing backtest: {len(rep.origins)} origins, model {s.pricing.backtest_model} "
+                      "(safety = offered GPU-hours that stayed idle the whole window; yield = offered / really idle)")
+    console.print(f"MLflow run {out['mlflow_run_id']}; windows skipped for missing telemetry: {rep.skipped_windows}")
 
 
 @app.command()

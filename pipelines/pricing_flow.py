@@ -59,18 +59,22 @@ def load_pricing_inputs(settings: Settings) -> dict[str, Any]:
     return {"run": run, "hourly": hourly, "seen": seen, "last": last, "last_items": last_items, "bookings": obs}
 
 
-@task
-def build_market(inputs: dict[str, Any], settings: Settings) -> Market:
+def market_for(pools: pd.DataFrame, caps: pd.Series, settings: Settings) -> Market:
+    """References, floors and regions for these pools (pool, gpu_model) with capacities `caps`."""
     p = settings.pricing
     rates = load_reference_rates(p.reference_rates)
-    caps = inputs["hourly"].groupby("unique_id")["gpus_total"].max()
-    pools = inputs["seen"][["pool", "gpu_model"]].copy()
+    pools = pools[["pool", "gpu_model"]].copy()
     pools = pools[pools["pool"].isin(caps.index)]
     pools["gpus_total"] = pools["pool"].map(caps)
     pools["region"] = pools["pool"].map(lambda x: p.pool_regions.get(x, p.region))
     pools["floor"] = pools["gpu_model"].map(p.floor)
     refs = comparable_references(rates, pools["gpu_model"].unique(), p.gpu_model_map, p.providers, p.reference_regions)
     return Market(pools=pools.reset_index(drop=True), references=refs)
+
+
+@task
+def build_market(inputs: dict[str, Any], settings: Settings) -> Market:
+    return market_for(inputs["seen"], inputs["hourly"].groupby("unique_id")["gpus_total"].max(), settings)
 
 
 @task
@@ -266,3 +270,52 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
     _record(settings, as_of_ts, result["status"], result["version"], result.get("reason"), run_id)
     log_pricing(run_id, settings, result, items, diff, demand, paths)
     return {**result, "diff": diff, "items": items}
+
+
+@flow(name="backtest_pricing", log_prints=True)
+def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
+    """Replay rolling-origin forecasts, price them, score reserved safety/yield/revenue vs naive; log to MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    from models import catalog
+    from pipelines.forecast_flow import _lgbm_kwargs, load_inputs
+    from pipelines.progress import report as progress
+    from pricing.backtest import pricing_backtest
+
+    settings = settings or Settings()
+    p = settings.pricing
+    rules = p.rules()
+    df, cal = load_inputs(settings)
+    con = connect(settings.duckdb_path)
+    try:
+        pools = con.execute("SELECT pool, gpu_model FROM pools").df()
+    finally:
+        con.close()
+    market = market_for(pools, df.groupby("unique_id")["gpus_total"].max(), settings)
+    h = p.backtest_lead_hours + 24 * max(max(rules.reserved_terms_days), rules.spot_days) + rules.block_hours
+    model = catalog.build(p.backtest_model, h, _lgbm_kwargs(settings.forecast), settings.forecast.processes)
+    rep = pricing_backtest(model, df, cal, market, rules, p.demand_model().fit(None), p.backtest_lead_hours,
+                           p.backtest_windows, p.naive_discount,
+                           on_window=lambda done, total: progress("price_backtest", (done, total)))
+    run_id = _mlflow_run(settings, pd.Timestamp.now(tz="UTC"))
+    c = MlflowClient(settings.mlflow_tracking_uri)
+    c.set_tag(run_id, "kind", "price_backtest")
+    c.log_param(run_id, "backtest.model", p.backtest_model)
+    c.log_param(run_id, "backtest.origins", ",".join(str(o) for o in rep.origins))
+    c.log_param(run_id, "backtest.lead_hours", p.backtest_lead_hours)
+    c.log_param(run_id, "backtest.naive_discount", p.naive_discount)
+    for r in rep.summary.to_dict("records"):
+        for k in ("safety", "yield", "revenue_gross", "penalties", "revenue_net", "offered_gpu_hours",
+                  "predicted_risk", "realized_risk"):
+            v = r.get(k)
+            if v is not None and pd.notna(v):
+                c.log_metric(run_id, f"{r['policy']}.{r['term']}.{k}", float(v))
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        rep.summary.to_csv(t / "summary.csv", index=False)
+        rep.offers.to_parquet(t / "offers.parquet", index=False)
+        if len(rep.spot):
+            rep.spot.to_parquet(t / "spot_blocks.parquet", index=False)
+        c.log_artifacts(run_id, str(t), "pricing_backtest")
+    c.set_terminated(run_id, "FINISHED")
+    return {"report": rep, "mlflow_run_id": run_id}

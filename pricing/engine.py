@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pricing.demand import DemandModel
+from pricing.drawdown import Drawdowns
 from pricing.guardrails import apply_guardrails
 from pricing.optimizer import Market, reserved_prices, reserved_quantities, spot_offers
 from pricing.rules import PricingRules
@@ -21,7 +22,7 @@ ITEM_COLS = [
     "interruption_risk", "reference_provider", "reference_region", "reference_sku", "reference_product",
     "reference_price", "reference_as_of", "discount_vs_reference", "floor", "ceiling", "spot_expected_price",
     "last_price", "base_price", "guardrails", "offered", "withdraw_reason", "expected_idle_gpus",
-    "expected_gpu_hours_sold", "window_min_quantile", "newsvendor_level", "gpus_total",
+    "expected_gpu_hours_sold", "window_min_quantile", "newsvendor_level", "history_cap", "gpus_total",
 ]
 
 
@@ -73,12 +74,13 @@ def held_items(last: pd.DataFrame | None, hold: dict[str, str], valid_from: pd.T
 def price_fleet(
     hourly: pd.DataFrame, market: Market, rules: PricingRules, demand: DemandModel,
     valid_from: pd.Timestamp, last: pd.DataFrame | None = None, hold: dict[str, str] | None = None,
+    drawdowns: Drawdowns | None = None,
 ) -> pd.DataFrame:
     """Every candidate item (ITEM_COLS) for the sheet that becomes valid at `valid_from`."""
     hold = hold or {}
     live = market.pools[~market.pools["pool"].isin(list(hold))].reset_index(drop=True)
     m = Market(pools=live, references=market.references)
-    res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"))
+    res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"), drawdowns)
     spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res).assign(spot_expected_price=np.nan),
                   rules, last, parity=False)
     res = reserved_prices(res, spot, rules, demand)

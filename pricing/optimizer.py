@@ -21,6 +21,7 @@ import pandas as pd
 
 from models.base import QCOLS
 from pricing.demand import DemandModel
+from pricing.drawdown import Drawdowns
 from pricing.quantiles import grid, quantile_at
 from pricing.rules import PricingRules
 
@@ -62,8 +63,11 @@ def _reference(market: Market, cls: str) -> pd.DataFrame:
     return market.pools.merge(r[cols], on="gpu_model", how="left")
 
 
-def reserved_quantities(hourly: pd.DataFrame, market: Market, rules: PricingRules, start: pd.Timestamp) -> pd.DataFrame:
-    """One row per pool x term: window, newsvendor level, window-min quantile, offered tranche."""
+def reserved_quantities(hourly: pd.DataFrame, market: Market, rules: PricingRules, start: pd.Timestamp,
+                        drawdowns: Drawdowns | None = None) -> pd.DataFrame:
+    """One row per pool x term: window, newsvendor level, window-min quantile, offered tranche.
+
+    With `drawdowns`, no term offers more than idle now minus the fleet's historical drawdown."""
     pools = _reference(market, "reserved")
     terms = sorted(rules.reserved_terms_days)
     hours = pd.date_range(start, periods=24 * terms[-1], freq="h")
@@ -79,17 +83,22 @@ def reserved_quantities(hourly: pd.DataFrame, market: Market, rules: PricingRule
         with np.errstate(invalid="ignore", divide="ignore"):
             alpha = np.clip(margin / (margin + rules.reclaim_penalty_multiple * upper), 0, rules.reserved_max_quantile)
         # every hour's quantile at the pool's own level, then the window minimum (comonotone hours)
-        lv = np.nan_to_num(alpha, nan=0.0)
+        # days are close to independent (jobs turn over within a day), hours within a day move
+        # together: give each day an equal share of the risk budget (Sidak), 1 - (1 - a)^(1/days)
+        lv = 1 - (1 - np.nan_to_num(alpha, nan=0.0)) ** (1.0 / d)
         P = len(pools)
         per_hour = _at_level(cube[:, :n, :].reshape(P * n, -1), np.repeat(cap, n), np.repeat(lv, n)).reshape(P, n)
         qmin = np.nanmin(np.where(have[:, :n], per_hour, np.inf), axis=1)
         complete = have[:, :n].all(axis=1)
         ok = complete & np.isfinite(upper) & (margin > 0)
-        raw[:, j] = np.where(ok, np.floor(np.clip(qmin, 0, cap) + 1e-9), 0)
+        k = np.floor(np.clip(qmin, 0, cap) + 1e-9)
+        guard = (drawdowns.cap_gpus(pools["pool"], cap, d, np.nan_to_num(alpha, nan=0.0))
+                 if drawdowns is not None else np.full(len(pools), np.inf))
+        raw[:, j] = np.where(ok, np.fmin(k, np.nan_to_num(guard, nan=0.0)), 0)
         rows.append(pd.DataFrame({
             "pool": pools["pool"], "term_days": d, "start": start, "end": start + pd.Timedelta(days=d),
             "newsvendor_level": alpha, "window_min_quantile": np.where(complete, qmin, np.nan),
-            "complete": complete, "upper": upper, "margin_ok": margin > 0,
+            "complete": complete, "upper": upper, "margin_ok": margin > 0, "history_cap": guard,
         }))
     cum = np.minimum.accumulate(raw, axis=1)  # c_i = min(k_j, j <= i): non-increasing with the term
     tranche = cum - np.concatenate([cum[:, 1:], np.zeros((len(pools), 1))], axis=1)

@@ -30,7 +30,9 @@ def quantile_at(q: np.ndarray, cap: np.ndarray, u: np.ndarray | float) -> np.nda
     u = np.atleast_1d(np.asarray(u, float))
     idx = np.clip(np.searchsorted(levels, u, side="right") - 1, 0, len(levels) - 2)
     w = (u - levels[idx]) / (levels[idx + 1] - levels[idx])
-    return vals[..., idx] * (1 - w) + vals[..., idx + 1] * w
+    a, b = vals[..., idx], vals[..., idx + 1]
+    # exact at both knots and wherever a == b (a*(1-w) + b*w is not: 48 -> 47.999..., a false reclaim risk)
+    return np.where(w < 0.5, a + (b - a) * w, b - (b - a) * (1 - w))
 
 
 def grid(n: int = 50) -> np.ndarray:

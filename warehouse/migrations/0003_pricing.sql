@@ -48,6 +48,7 @@ CREATE TABLE price_sheet_items (
     expected_idle_gpus      DOUBLE,
     expected_gpu_hours_sold DOUBLE,
     window_min_quantile     DOUBLE,
+    history_cap             DOUBLE,           -- most GPUs the fleet's historical drawdown allows
     newsvendor_level        DOUBLE,
     gpus_total              DOUBLE
 );

@@ -1,0 +1,212 @@
+"""Pricing backtest: replay rolling-origin forecasts on history and score the offers they make.
+
+At each origin (`lead_hours` before a UTC midnight) the forecaster is refit on history before
+the origin, given the plan as known then, and the real pricing pass prices its forecast. The
+reserved offers are then checked against what really happened:
+
+- safety: share of offered GPU-hours whose GPUs really stayed idle for the whole window. Terms
+  are tranches (the longest term at the bottom), so a tranche is safe up to the window's
+  observed minimum idle minus the tranches under it;
+- yield: offered GPU-hours / GPU-hours that were really idle in those windows;
+- simulated revenue under the demand curve: sold = min(demand(price), offered), refunded and
+  penalised (reclaim_penalty_multiple x price) for every GPU-hour training took back.
+
+The naive policy offers the forecast mean of the window at a flat discount to the reference.
+Spot items get a calibration check: predicted interruption risk vs how often idle really fell
+below what was leased. Windows with under 75% observed hours (e.g. a masked blackout) are skipped.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from features.planned import normalize_calendar
+from models.backtest import _pad_to
+from models.base import Forecaster
+from pricing.demand import DemandModel
+from pricing.drawdown import measure
+from pricing.engine import price_fleet
+from pricing.optimizer import Market, reserved_in_hours
+from pricing.rules import PricingRules
+
+MIN_OBSERVED = 0.75
+
+
+@dataclass
+class PricingBacktestReport:
+    offers: pd.DataFrame   # one row per policy x origin x pool x reserved term
+    spot: pd.DataFrame     # one row per offered spot block
+    summary: pd.DataFrame  # policy x term: safety, yield, revenue
+    origins: list[pd.Timestamp]
+    skipped_windows: int
+
+
+def backtest_origins(df: pd.DataFrame, lead_hours: int, max_term_days: int, n_windows: int,
+                     min_train_days: int = 7) -> list[pd.Timestamp]:
+    """Origins `lead_hours` before a midnight whose longest reserved window ends inside the data."""
+    end = df["ds"].max() + pd.Timedelta(hours=1)
+    first = df["ds"].min() + pd.Timedelta(days=min_train_days)
+    last_start = (end - pd.Timedelta(days=max_term_days)).floor("D")
+    starts = pd.date_range(first.ceil("D"), last_start, freq="D")
+    origins = [s - pd.Timedelta(hours=lead_hours) for s in starts]
+    return [o for o in origins if o >= first][-n_windows:]
+
+
+def _windows(items: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
+    """Per item: observed share, min and sum of real idle GPUs over [start, end)."""
+    a = actual[["unique_id", "ds", "y"]]
+    rows = []
+    for r in items[["pool", "start", "end"]].drop_duplicates().itertuples(index=False):
+        y = a.loc[(a["unique_id"] == r.pool) & (a["ds"] >= r.start) & (a["ds"] < r.end), "y"].to_numpy(float)
+        H = int((r.end - r.start) / pd.Timedelta(hours=1))
+        obs = y[np.isfinite(y)]
+        rows.append({"pool": r.pool, "start": r.start, "end": r.end, "observed": len(obs) / H,
+                     "real_min": obs.min() if len(obs) else np.nan,
+                     "real_idle_gpu_hours": obs.mean() * H if len(obs) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def _score(off: pd.DataFrame, actual: pd.DataFrame, rules: PricingRules, demand: DemandModel) -> pd.DataFrame:
+    """Safety, yield inputs and simulated revenue of reserved tranches (one policy)."""
+    off = off.sort_values(["pool", "term_days"], ascending=[True, False]).copy()
+    # the GPUs of longer terms sit under a tranche (longest term at the bottom)
+    off["base"] = off.groupby("pool")["gpus_offered"].cumsum() - off["gpus_offered"]
+    off = off.merge(_windows(off, actual), on=["pool", "start", "end"], how="left")
+    H = off["hours"].to_numpy(float)
+    k = off["gpus_offered"].to_numpy(float)
+    base = off["base"].to_numpy(float)
+    m = off["real_min"].to_numpy(float)
+    off["offered_gpu_hours"] = k * H
+    off["safe_gpu_hours"] = np.clip(m - base, 0, k) * H
+    want = np.array([demand.curve(g, p).gpus(pr, ref, cap) if k_ > 0 else 0.0 for g, p, pr, ref, cap, k_ in zip(
+        off["gpu_model"], off["product"], off["price_per_gpu_hour"], off["reference_price"], off["gpus_total"], k)])
+    sold = np.minimum(np.nan_to_num(want), k)
+    # hours where training took back sold GPUs: approximated by the observed minimum over the window
+    short = np.clip(base + sold - np.nan_to_num(m, nan=0.0), 0, sold)
+    reclaimed = short * H * np.where(np.isfinite(m), 1.0, 0.0)
+    price = off["price_per_gpu_hour"].to_numpy(float)
+    off["sold_gpus"] = sold
+    off["revenue_gross"] = price * sold * H
+    off["reclaimed_gpu_hours"] = reclaimed
+    off["penalties"] = price * reclaimed * (1 + rules.reclaim_penalty_multiple)
+    off["revenue_net"] = off["revenue_gross"] - off["penalties"]
+    return off
+
+
+def _naive(items: pd.DataFrame, hourly: pd.DataFrame, rules: PricingRules, discount: float) -> pd.DataFrame:
+    """Offer the forecast mean of each window, as tranches, at a flat discount to the reference."""
+    res = items[items["product"] != "spot"].copy()
+    means = []
+    for r in res.itertuples(index=False):
+        f = hourly[(hourly["unique_id"] == r.pool) & (hourly["ds"] >= r.start) & (hourly["ds"] < r.end)]
+        means.append(f["mean"].mean() if len(f) else 0.0)
+    res["raw"] = np.floor(np.nan_to_num(np.asarray(means, float)))
+    res = res.sort_values(["pool", "term_days"])
+    cum = res.groupby("pool")["raw"].cummin()
+    nxt = cum.groupby(res["pool"]).shift(-1).fillna(0)
+    res["gpus_offered"] = (cum - nxt).clip(lower=0).astype(int)
+    res["price_per_gpu_hour"] = np.maximum((1 - discount) * res["reference_price"], res["floor"])
+    res["offered"] = res["reference_price"].notna() & (res["gpus_offered"] >= rules.min_gpus)
+    return res.drop(columns=["raw"])
+
+
+def pricing_backtest(
+    forecaster: Forecaster, df: pd.DataFrame, calendar: pd.DataFrame | None, market: Market, rules: PricingRules,
+    demand: DemandModel, lead_hours: int = 6, n_windows: int = 10, naive_discount: float = 0.2,
+    on_window: Callable[[int, int], None] | None = None, history_guard: bool = True,
+) -> PricingBacktestReport:
+    """Replay `forecaster` from rolling origins, price, and score reserved and spot offers on what happened."""
+    terms = tuple(sorted(rules.reserved_terms_days))
+    span_days = (df["ds"].max() - df["ds"].min()) / pd.Timedelta(days=1)
+    terms = tuple(t for t in terms if t <= span_days - 8) or terms[:1]
+    rules = replace(rules, reserved_terms_days=terms)
+    origins = backtest_origins(df, lead_hours, min(terms), n_windows)
+    if not origins:
+        raise ValueError("not enough history for a pricing backtest (7 days of training + the longest term)")
+    h = lead_hours + 24 * max(max(terms), rules.spot_days) + rules.block_hours
+    cal = normalize_calendar(calendar)
+    caps = market.pools.set_index("pool")["gpus_total"]
+    offers, spots = [], []
+    skipped = 0
+    end = df["ds"].max() + pd.Timedelta(hours=1)
+    for i, origin in enumerate(origins):
+        # every term whose window ends inside the data (short terms get more origins than long ones)
+        fit = tuple(t for t in terms if origin + pd.Timedelta(hours=lead_hours) + pd.Timedelta(days=t) <= end)
+        rules_o = replace(rules, reserved_terms_days=fit)
+        train = _pad_to(df[df["ds"] < origin], origin)
+        known = cal[cal["known_at"] <= origin]
+        fc = clone(forecaster).fit(train, known).predict(h, X_df=known)
+        fc["gpus_total"] = fc["unique_id"].map(caps)
+        dd = measure(df[df["ds"] < origin], fit) if history_guard else None
+        items = price_fleet(fc, market, rules_o, demand, origin, drawdowns=dd)
+        items["origin"] = origin
+        items["term_days"] = items["hours"] // 24
+        res = items[items["product"] != "spot"].copy()
+        naive = _naive(res, fc, rules_o, naive_discount)
+        for name, pol in (("idlecap", res), ("naive", naive)):
+            pol = pol.assign(gpus_offered=np.where(pol["offered"], pol["gpus_offered"], 0))
+            scored = _score(pol, df, rules, demand).assign(policy=name)
+            skipped += int((scored["observed"] < MIN_OBSERVED).sum()) if name == "idlecap" else 0
+            offers.append(scored)
+        sp = items[(items["product"] == "spot") & items["offered"]].copy()
+        if len(sp):
+            spots.append(_score_spot(sp, res, df, demand))
+        if on_window is not None:
+            on_window(i + 1, len(origins))
+    off = pd.concat(offers, ignore_index=True)
+    off = off[off["observed"] >= MIN_OBSERVED]
+    spot = pd.concat(spots, ignore_index=True) if spots else pd.DataFrame()
+    return PricingBacktestReport(off, spot, summarize(off, spot), list(origins), skipped)
+
+
+def _score_spot(sp: pd.DataFrame, res: pd.DataFrame, actual: pd.DataFrame, demand: DemandModel) -> pd.DataFrame:
+    """Per spot block: was anything reclaimed (idle < reserved + spot offered in some hour)?"""
+    pools = sorted(sp["pool"].unique())
+    hours = pd.date_range(sp["start"].min(), sp["end"].max(), freq="h", inclusive="left")
+    held = reserved_in_hours(res[res["offered"]], pools, hours)
+    a = actual.set_index(["unique_id", "ds"])["y"]
+    out = []
+    for r in sp.itertuples(index=False):
+        hs = pd.date_range(r.start, r.end, freq="h", inclusive="left")
+        y = a.reindex(pd.MultiIndex.from_product([[r.pool], hs])).to_numpy(float)
+        if np.isfinite(y).mean() < MIN_OBSERVED:
+            continue
+        R = held[pools.index(r.pool), hours.get_indexer(hs)]
+        want = demand.curve(r.gpu_model, "spot").gpus(r.price_per_gpu_hour, r.reference_price, r.gpus_total)
+        sold = min(float(want), r.gpus_offered)
+        ok = np.isfinite(y)
+        delivered = np.clip(y[ok] - R[ok], 0, sold).sum() * len(hs) / ok.sum()
+        out.append({"pool": r.pool, "start": r.start, "gpus_offered": r.gpus_offered,
+                    "interruption_risk": r.interruption_risk,
+                    "reclaimed": bool((y[ok] < R[ok] + r.gpus_offered).any()),
+                    "revenue": r.price_per_gpu_hour * delivered})
+    return pd.DataFrame(out)
+
+
+def summarize(off: pd.DataFrame, spot: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (policy, term), g in list(off.groupby(["policy", "term_days"])) + [((p, "all"), g) for p, g in off.groupby("policy")]:
+        offered = g["offered_gpu_hours"].sum()
+        idle = g.drop_duplicates(["origin", "pool", "start", "end"])["real_idle_gpu_hours"].sum()
+        if term == "all":  # the union of windows: the longest term's windows
+            longest = g["term_days"].max()
+            idle = g[g["term_days"] == longest].drop_duplicates(["origin", "pool"])["real_idle_gpu_hours"].sum()
+        rows.append({
+            "policy": policy, "term": term if term == "all" else f"{term}d", "offers": int((g["gpus_offered"] > 0).sum()),
+            "offered_gpu_hours": offered, "safety": g["safe_gpu_hours"].sum() / offered if offered else np.nan,
+            "yield": offered / idle if idle else np.nan, "revenue_gross": g["revenue_gross"].sum(),
+            "penalties": g["penalties"].sum(), "revenue_net": g["revenue_net"].sum(),
+        })
+    out = pd.DataFrame(rows)
+    if len(spot):
+        out = pd.concat([out, pd.DataFrame([{
+            "policy": "idlecap", "term": "spot", "offers": len(spot), "offered_gpu_hours": np.nan,
+            "safety": 1 - spot["reclaimed"].mean(), "yield": np.nan, "revenue_gross": spot["revenue"].sum(),
+            "penalties": 0.0, "revenue_net": spot["revenue"].sum(),
+            "predicted_risk": spot["interruption_risk"].mean(), "realized_risk": spot["reclaimed"].mean(),
+        }])], ignore_index=True)
+    return out
