@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,6 +24,13 @@ if not console.is_terminal:  # piped or logged: don't squeeze tables into 80 col
     console = Console(width=160)
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+def pd_timestamp(t: Any):
+    import pandas as pd
+
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def _settings(config: Optional[Path]) -> Settings:
@@ -442,12 +449,15 @@ def sheet_show(
         df = df[df["product"] == product]
     if pool:
         df = df[df["pool"] == pool]
-    cols = ["pool", "product", "start", "price_per_gpu_hour", "gpus_offered", "interruption_risk",
-            "reference_provider", "reference_sku", "reference_product", "reference_price", "discount_vs_reference",
-            "floor", "guardrails"]
     if len(df):
         df["guardrails"] = df["guardrails"].map(lambda g: ", ".join(g) or "-")
-        print_frame(df[cols], f"{path.name}: {len(df)} item(s)", max_rows=limit)
+        df["undercuts"] = (df["reference_provider"] + " " + df["reference_sku"] + " " + df["reference_product"]
+                           + " " + df["reference_price"].map("{:.3f}".format))
+        df["discount"] = (df["discount_vs_reference"] * 100).round(1).astype(str) + "%"
+        cols = {"pool": "pool", "product": "product", "start": "start", "price_per_gpu_hour": "USD/GPU-h",
+                "gpus_offered": "GPUs", "interruption_risk": "risk", "undercuts": "undercuts", "discount": "by",
+                "floor": "floor", "guardrails": "guardrails"}
+        print_frame(df[list(cols)].rename(columns=cols), f"{path.name}: {len(df)} item(s)", max_rows=limit)
     else:
         console.print("no matching items")
 
@@ -501,6 +511,40 @@ def sheet_history(limit: int = typer.Option(20), config: Optional[Path] = Config
     print_frame(runs, "pricing runs")
 
 
+bookings_app = typer.Typer(no_args_is_help=True, help="Bookings taken from published sheets (demand refit input).")
+app.add_typer(bookings_app, name="bookings")
+
+
+@bookings_app.command("ingest")
+def bookings_ingest(path: Path = typer.Argument(..., help="CSV or Parquet with booking_id, sheet_version, pool, "
+                                                "product, start, gpus, price_per_gpu_hour, booked_at[, customer]"),
+                    config: Optional[Path] = ConfigOpt) -> None:
+    """Load bookings; bad rows are rejected with a reason, known booking_ids skipped."""
+    import pandas as pd
+
+    from warehouse.bookings import load_bookings
+    from warehouse.db import connect
+
+    s = _settings(config)
+    if not path.exists():
+        console.print(f"[red]{path} does not exist[/red]")
+        raise typer.Exit(code=1)
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    con = connect(s.duckdb_path)
+    try:
+        r = load_bookings(con, frame)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(code=2)
+    finally:
+        con.close()
+    console.print(f"bookings in {r.rows_in:,} = loaded {r.loaded:,} + already known {r.duplicate:,} "
+                  f"+ rejected {len(r.rejected):,}")
+    if len(r.rejected):
+        print_frame(r.rejected, "rejected bookings (not loaded)", max_rows=30)
+        raise typer.Exit(code=2)
+
+
 @app.command("price-backtest")
 def price_backtest(
     windows: Optional[int] = typer.Option(None, "--windows", help="origins (default pricing.backtest_windows)"),
@@ -537,6 +581,22 @@ def demo(config: Optional[Path] = ConfigOpt) -> None:
     train(windows=None, horizon=None, models=None, config=config)
     console.rule("forecast: the champion, hourly for the spot horizon and daily totals for reserved terms")
     forecast(config=config)
+    console.rule("price: spot and reserved offers under AWS/Azure reference rates, published as a versioned sheet")
+    s = _settings(config)
+    from warehouse.db import connect
+    from warehouse.forecasts import latest_forecast_run
+
+    con = connect(s.duckdb_path, read_only=True)
+    run = latest_forecast_run(con)
+    con.close()
+    replay = (pd_timestamp(run["data_through"]) + timedelta(hours=1)).to_pydatetime()
+    console.print(f"[dim]the sample ends {run['data_through']}: pricing as of {replay} (a replay of that night)[/dim]")
+    try:
+        price(as_of=replay, force=False, config=config)
+    except typer.Exit as exc:
+        if exc.exit_code not in (0, None):
+            raise
+    sheet_show(version=None, product="reserved_1d", pool=None, limit=20, config=config)
     s = load_settings(config)
     console.print(f"warehouse: {s.duckdb_path}; MLflow: {s.mlflow_tracking_uri} "
                   "(re-run `make demo`: the sample is skipped, training logs a new run, champion moves only if better)")

@@ -18,7 +18,9 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 
 from pricing.checks import forecast_problems, stale_pools
+from features.series import load_pool_series
 from pricing.demand import DemandModel
+from pricing.drawdown import measure
 from pricing.diff import diff_items
 from pricing.engine import price_fleet
 from pricing.guardrails import guardrail_counts
@@ -54,9 +56,11 @@ def load_pricing_inputs(settings: Settings) -> dict[str, Any]:
         last = history.latest_sheet(con)
         last_items = history.sheet_items(con, int(last["version"])) if last else None
         obs = history.booking_observations(con)
+        series = load_pool_series(con, min_coverage=f.min_coverage, mask_flags=tuple(f.mask_flags))
     finally:
         con.close()
-    return {"run": run, "hourly": hourly, "seen": seen, "last": last, "last_items": last_items, "bookings": obs}
+    return {"run": run, "hourly": hourly, "seen": seen, "last": last, "last_items": last_items, "bookings": obs,
+            "series": series}
 
 
 def market_for(pools: pd.DataFrame, caps: pd.Series, settings: Settings) -> Market:
@@ -228,7 +232,8 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         if len(hold) == len(caps):
             raise Hold(f"every pool failed its checks: {sorted(set(hold.values()))}")
         demand = fit_demand(inputs, settings)
-        items = price_fleet(inputs["hourly"], market, rules, demand, valid_from, inputs["last_items"], hold)
+        drawdowns = measure(inputs["series"], rules.reserved_terms_days)
+        items = price_fleet(inputs["hourly"], market, rules, demand, valid_from, inputs["last_items"], hold, drawdowns)
         offered = items[items["offered"].astype(bool)]
         con = connect(settings.duckdb_path)
         try:

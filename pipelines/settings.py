@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warehouse.sources.base import SourceOptions
 
@@ -182,6 +182,17 @@ class PricingSettings(BaseModel):
     @classmethod
     def _comma_list(cls, v: Any) -> Any:
         return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _rules_valid(self) -> "PricingSettings":
+        self.rules()  # PricingRules checks the combination (e.g. a discount for every term)
+        return self
+
+    @field_validator("costs")
+    @classmethod
+    def _costs_over_defaults(cls, v: dict[str, CostSettings]) -> dict[str, CostSettings]:
+        """[pricing.costs.H100] changes H100 only; the other models keep their defaults."""
+        return {**_default_costs(), **v}
 
     def rules(self):
         from pricing.rules import PricingRules

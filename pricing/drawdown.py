@@ -2,9 +2,9 @@
 
 A forecaster trained on a pool that was always idle cannot know the pool may fill up tomorrow;
 the fleet's own history can. For every pool and every past origin hour we measure the drawdown
-over the next d days: (idle at the origin - minimum idle in the window) / capacity, pooled over
-all pools. A reserved offer may not exceed idle now - the (1 - level) quantile of that drawdown
-x capacity. Terms the history is too short to measure (no complete window) cannot be offered.
+over the next d days: (the pool's lowest idle over the day before the origin - minimum idle in
+the window) / capacity, pooled over all pools and per pool. A reserved offer may not exceed that
+recent floor now - the (1 - level) quantile of the drawdown (the larger of pooled and own) x capacity. Terms the history is too short to measure (no complete window) cannot be offered.
 """
 from __future__ import annotations
 
@@ -53,13 +53,16 @@ class Drawdowns:
         return np.floor(np.clip(now - dd * caps, 0, None) + 1e-9)
 
 
-def measure(df: pd.DataFrame, terms_days: tuple[int, ...], stride_hours: int = 1, min_origins: int = 48) -> Drawdowns:
+def measure(df: pd.DataFrame, terms_days: tuple[int, ...], stride_hours: int = 1, min_origins: int = 48,
+            recent_hours: int = 24) -> Drawdowns:
     """Pooled drawdowns from a long frame unique_id, ds, y, gpus_total (y NaN = not observed)."""
     wide = df.pivot_table(index="ds", columns="unique_id", values="y", aggfunc="last", dropna=False)
     wide = wide.reindex(pd.date_range(wide.index.min(), wide.index.max(), freq="h"))
     caps = df.groupby("unique_id")["gpus_total"].max().reindex(wide.columns).to_numpy(float)
     y = wide.to_numpy(float)
-    last = pd.DataFrame(y).ffill().to_numpy()
+    # the level a promise starts from: the pool's lowest idle over the last day, not its latest
+    # reading (a pool that just freed up, or came back from an outage all idle, has not proven it)
+    last = pd.DataFrame(y).rolling(recent_hours, min_periods=1).min().ffill().to_numpy()
     samples, origins, own = {}, {}, {}
     for d in terms_days:
         W = 24 * d
@@ -74,5 +77,7 @@ def measure(df: pd.DataFrame, terms_days: tuple[int, ...], stride_hours: int = 1
         samples[d] = np.sort(np.clip(dd[ok], 0, 1))
         origins[d] = int(ok.any(axis=1).sum())
         own[d] = {str(p): np.clip(dd[ok[:, j], j], 0, 1) for j, p in enumerate(wide.columns)}
-    now = pd.Series(last[-1], index=wide.columns)
+    # a pool watched for less than MIN_OBSERVED of the last day (an outage just ended) promises nothing yet
+    seen = np.isfinite(y[-recent_hours:]).mean(axis=0)
+    now = pd.Series(np.where(seen >= MIN_OBSERVED, last[-1], np.nan), index=wide.columns)
     return Drawdowns(samples, now, origins, own, min_origins)

@@ -77,8 +77,8 @@ def record_demand_fits(con: duckdb.DuckDBPyConnection, table: pd.DataFrame) -> N
 def booking_observations(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """One row per published item with what was booked from it (demand-fit input)."""
     return con.execute(
-        """SELECT i.gpu_model, i.product, i.price_per_gpu_hour, i.reference_price, i.gpus_total AS capacity,
-                  i.gpus_offered, coalesce(sum(b.gpus), 0) AS gpus_booked
+        """SELECT i.version, i.pool, i.start, i.gpu_model, i.product, i.price_per_gpu_hour, i.reference_price,
+                  i.gpus_total AS capacity, i.gpus_offered, coalesce(sum(b.gpus), 0) AS gpus_booked
            FROM price_sheet_items i
            LEFT JOIN bookings b ON b.sheet_version = i.version AND b.pool = i.pool
                 AND b.product = i.product AND b.start = i.start

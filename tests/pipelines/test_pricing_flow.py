@@ -88,3 +88,43 @@ def test_price_publishes_a_sheet_with_references_and_logs_the_run(priced) -> Non
     runs = con.execute("SELECT status FROM pricing_runs ORDER BY run_at").fetchall()
     con.close()
     assert [r[0] for r in runs] == ["published", "unchanged", "held"]
+
+
+def test_bookings_load_validates_rows_and_feed_the_demand_fit(priced) -> None:
+    from pipelines.pricing_flow import price
+    from warehouse.bookings import load_bookings
+    from warehouse.sheets import booking_observations, sheet_items
+
+    s, as_of = priced
+    price(settings=s, as_of=as_of.to_pydatetime())  # v1 exists (or is unchanged)
+    con = connect(s.duckdb_path)
+    try:
+        items = sheet_items(con, 1)
+        spot = items[items["product"] == "spot"].head(3)
+        good = [{"booking_id": f"b{i}", "sheet_version": 1, "pool": r.pool, "product": "spot",
+                 "start": r.start.isoformat(), "gpus": 1, "price_per_gpu_hour": r.price_per_gpu_hour,
+                 "booked_at": as_of.isoformat()} for i, r in enumerate(spot.itertuples())]
+        first = spot.iloc[0]
+        bad = [
+            {**good[0], "booking_id": "x1", "pool": "no-such-pool"},
+            {**good[0], "booking_id": "x2", "gpus": int(first.gpus_offered) + 1},
+            {**good[0], "booking_id": "x3", "price_per_gpu_hour": -1},
+            {**good[0], "booking_id": "b0"},  # repeated id in the same file
+        ]
+        r = load_bookings(con, pd.DataFrame(good + bad))
+        assert (r.rows_in, r.loaded, r.duplicate, len(r.rejected)) == (7, 3, 0, 4)
+        reasons = dict(zip(r.rejected["booking_id"], r.rejected["reason"]))
+        assert reasons["x1"].startswith("no such offered item") and reasons["x2"].startswith("more GPUs")
+        assert reasons["x3"].startswith("price_per_gpu_hour") and reasons["b0"] == "booking_id repeated in the file"
+        again = load_bookings(con, pd.DataFrame(good))
+        assert (again.loaded, again.duplicate) == (0, 3)
+        obs = booking_observations(con)
+        assert int(obs["gpus_booked"].sum()) == 3 and len(obs) == int(items["offered"].sum())
+    finally:
+        con.close()
+    out = price(settings=s, as_of=as_of.to_pydatetime())  # bookings changed the inputs: re-priced
+    assert out["status"] in ("published", "unchanged") and out["status"] != "held"
+    con = connect(s.duckdb_path, read_only=True)
+    fits = con.execute("SELECT product, source, n_items FROM demand_fits ORDER BY fitted_at DESC").df()
+    con.close()
+    assert len(fits) and set(fits["source"]) <= {"prior", "fit"} and fits["n_items"].max() > 0

@@ -39,3 +39,23 @@ def test_bad_settings_are_rejected_with_the_field_named(tmp_path: Path) -> None:
         load_settings(environ={"IDLECAP_TYPO_FIELD": "1"})
     with pytest.raises(FileNotFoundError):
         load_settings(environ={"IDLECAP_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_pricing_settings_from_toml_and_env(tmp_path) -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from pipelines.settings import load_settings
+
+    cfg = tmp_path / "idlecap.toml"
+    cfg.write_text('[pricing]\nterm_discount = { 1 = 0.0, 7 = 0.1, 30 = 0.2 }\n[pricing.costs.H100]\npower_kw = 1.0\n')
+    s = load_settings(cfg, environ={"IDLECAP_PRICING__MIN_UNDERCUT": "0.2", "IDLECAP_PRICING__PROVIDERS": "aws"})
+    assert s.pricing.min_undercut == 0.2 and s.pricing.providers == ["aws"]
+    assert s.pricing.rules().term_discount == {1: 0.0, 7: 0.1, 30: 0.2}
+    assert s.pricing.costs["H100"].power_kw == 1.0 and "V100" in s.pricing.costs  # other models keep defaults
+    assert s.pricing.floor("V100") < s.pricing.floor("H100")
+    with pytest.raises(ValidationError):
+        load_settings(cfg, environ={"IDLECAP_PRICING__MAX_DAILY_CHANGE": "1.5"})
+    cfg.write_text("[pricing]\nreserved_terms_days = [1, 14]\n")
+    with pytest.raises(ValueError, match="term_discount"):
+        load_settings(cfg, environ={})

@@ -39,7 +39,7 @@ def forecast_values(rng: np.random.Generator, cap: int, n: int, regime: str, int
         q = np.repeat(_steps(rng, n, cap)[:, None], 7, axis=1)
     else:                                         # "steps": multi-hour levels with a random per-hour spread
         level = _steps(rng, n, cap)
-        spread = rng.uniform(0, 0.3, n) * cap * rng.uniform(0, 1)
+        spread = rng.uniform(0, 0.2, n) * cap * rng.uniform(0, 1)
         z = np.array([-1.645, -1.2816, -0.6745, 0.0, 0.6745, 1.2816, 1.645])
         skew = rng.uniform(0.3, 1.7)
         z = np.where(z < 0, z * skew, z / skew)
@@ -52,11 +52,13 @@ def forecast_values(rng: np.random.Generator, cap: int, n: int, regime: str, int
 
 
 def _steps(rng: np.random.Generator, n: int, cap: int) -> np.ndarray:
+    """Idle level in multi-hour steps on top of a stable base (what reserved terms can promise)."""
+    base = rng.uniform(0, 0.8) * cap * (rng.uniform() < 0.7)
     out = np.empty(n)
     i = 0
     while i < n:
         length = int(rng.integers(3, 120))
-        out[i:i + length] = rng.uniform(0, cap)
+        out[i:i + length] = base + rng.uniform(0, cap - base)
         i += length
     return out
 
@@ -99,17 +101,19 @@ def scenarios(draw):
     valid_from = DAY0 + pd.Timedelta(hours=draw(st.integers(0, 23)))
     n_pools = draw(st.integers(1, 3))
     refs_by_model = {}
-    for m in GPU_MODELS:
-        spot = draw(st.one_of(st.none(), st.floats(0.3, 6.0))) if draw(st.integers(0, 5)) == 0 else draw(st.floats(0.3, 6.0))
-        res = draw(st.one_of(st.none(), st.floats(0.3, 9.0))) if draw(st.integers(0, 5)) == 0 else draw(st.floats(0.3, 9.0))
+    for m in GPU_MODELS:  # each reference class is missing now and then (-> no_reference)
+        spot = None if draw(st.integers(0, 9)) == 0 else draw(st.floats(0.3, 6.0))
+        res = None if draw(st.integers(0, 9)) == 0 else draw(st.floats(0.3, 9.0))
         refs_by_model[m] = (spot, res)
     pools = []
     for i in range(n_pools):
         cap = draw(st.integers(8, 512))
         model = draw(st.sampled_from(GPU_MODELS))
-        # floors mostly well under the references, sometimes above them (withdrawn items)
-        floor = draw(st.one_of(st.floats(0.02, 1.0), st.floats(0.02, 8.0)))
-        regime = draw(st.sampled_from(["uniform", "steps", "steps", "flat"]))
+        # floors mostly well under the cheapest reference, sometimes above it (withdrawn items)
+        known = [r for r in refs_by_model[model] if r is not None] or [1.0]
+        frac = draw(st.floats(0.02, 0.7)) if draw(st.integers(0, 4)) else draw(st.floats(0.7, 2.0))
+        floor = frac * min(known)
+        regime = draw(st.sampled_from(["uniform", "steps", "steps", "steps", "flat"]))
         integer = draw(st.booleans())
         q = forecast_values(rng, cap, 24 * 32, regime, integer)
         pools.append(dict(pool=f"p{i}", gpu_model=model, region="eu-1", gpus_total=cap, floor=floor, cap=cap, q=q))

@@ -1,0 +1,54 @@
+"""The pricing backtest on a synthetic fleet: scores are shares, the naive policy is scored alike."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from conftest import fleet_frames
+from models.naive import SeasonalNaive
+from pricing.backtest import backtest_origins, pricing_backtest
+from pricing.demand import DemandModel
+from pricing.optimizer import Market
+from pricing.rules import PricingRules
+
+
+def _market(df: pd.DataFrame) -> Market:
+    pools = df.groupby("unique_id").agg(gpu_model=("gpu_model", "last"), gpus_total=("gpus_total", "max"))
+    pools = pools.reset_index().rename(columns={"unique_id": "pool"}).assign(region="dc1", floor=0.1)
+    refs = []
+    for g in pools["gpu_model"].unique():
+        refs += [dict(gpu_model=g, product_class="spot", provider="aws", region="r", sku="s", product="spot",
+                      usd_per_gpu_hour=1.0, as_of=pd.Timestamp("2025-11-30")),
+                 dict(gpu_model=g, product_class="reserved", provider="aws", region="r", sku="r", product="on_demand",
+                      usd_per_gpu_hour=3.0, as_of=pd.Timestamp("2025-11-30"))]
+    return Market(pools, pd.DataFrame(refs))
+
+
+def test_origins_leave_room_for_the_window_and_training() -> None:
+    df, _ = fleet_frames(pools=2, days=20)
+    o = backtest_origins(df, lead_hours=6, max_term_days=7, n_windows=50)
+    end = df["ds"].max() + pd.Timedelta(hours=1)
+    assert o and all(x.hour == 18 for x in o)
+    assert all(x + pd.Timedelta(hours=6) + pd.Timedelta(days=7) <= end for x in o)
+    assert min(o) >= df["ds"].min() + pd.Timedelta(days=7)
+
+
+def test_pricing_backtest_scores_both_policies_on_what_happened() -> None:
+    df, cal = fleet_frames(pools=4, days=24, seed=2)
+    rules = PricingRules(reserved_terms_days=(1, 7), term_discount={1: 0.0, 7: 0.05})
+    rep = pricing_backtest(SeasonalNaive(24), df, cal, _market(df), rules, DemandModel().fit(None),
+                           lead_hours=6, n_windows=4)
+    s = rep.summary.set_index(["policy", "term"])
+    assert {("idlecap", "all"), ("naive", "all")} <= set(s.index)
+    for col in ("safety", "yield"):
+        v = s[col].dropna()
+        assert ((v >= 0) & (v <= 1.0 + 1e-9)).all() if col == "safety" else (v >= 0).all()
+    off = rep.offers
+    # safe GPU-hours never exceed offered ones, and an offer's safe part is what the real minimum allowed
+    assert (off["safe_gpu_hours"] <= off["offered_gpu_hours"] + 1e-9).all()
+    chk = off[off["gpus_offered"] > 0].iloc[0]
+    assert np.isclose(chk["safe_gpu_hours"], np.clip(chk["real_min"] - chk["base"], 0, chk["gpus_offered"]) * chk["hours"])
+    # the low-quantile + drawdown rule is at least as safe as offering the mean
+    if s.loc[("idlecap", "all"), "offered_gpu_hours"] > 0:
+        assert s.loc[("idlecap", "all"), "safety"] >= s.loc[("naive", "all"), "safety"]
+    assert len(rep.origins) == 4
