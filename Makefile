@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-forecast install clean
+.PHONY: demo test bench bench-forecast bench-price install clean
 
 $(STAMP): pyproject.toml constraints.txt build-constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ bench: $(STAMP)
 bench-forecast: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -c bench/constraints-peers.txt statsforecast mlforecast
 	$(BIN)/python bench/forecast_fleet.py
+
+# One pricing pass (optimizer + guardrails) at 16, 100 and 1,000 pools
+bench-price: $(STAMP)
+	$(BIN)/python bench/price_fleet.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
