@@ -16,7 +16,7 @@ DIFF_COLS = ["pool", "product", "start", "old_price", "new_price", "change", "ol
 def _pair(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
     left = new.reset_index(drop=True).reset_index().sort_values("start")
     right = old.rename(columns={c: f"old_{c}" for c in old.columns if c not in ("pool", "product")})
-    right = right.assign(start=right["old_start"]).sort_values("start")
+    right = right.assign(start=right["old_start"].astype(left["start"].dtype)).sort_values("start")  # same unit/tz
     return pd.merge_asof(left, right, on="start", by=["pool", "product"], direction="nearest").sort_values("index")
 
 

@@ -31,7 +31,9 @@ def match_last(items: pd.DataFrame, last: pd.DataFrame | None) -> pd.Series:
     if last is None or last.empty:
         return pd.Series(np.nan, index=items.index)
     left = items[["pool", "product", "start"]].reset_index().sort_values("start")
-    right = last[["pool", "product", "start", "price_per_gpu_hour"]].sort_values("start")
+    # same dtype on both sides: merge_asof refuses datetime64[us, UTC] vs [ns, UTC] (pandas keeps units)
+    right = last[["pool", "product", "start", "price_per_gpu_hour"]].astype({"start": left["start"].dtype})
+    right = right.sort_values("start")
     right = right.rename(columns={"price_per_gpu_hour": "last_price"})
     m = pd.merge_asof(left, right, on="start", by=["pool", "product"], direction="nearest")
     return m.set_index("index")["last_price"].reindex(items.index)
@@ -79,24 +81,33 @@ def price_fleet(
     """Every candidate item (ITEM_COLS) for the sheet that becomes valid at `valid_from`."""
     hold = hold or {}
     live = market.pools[~market.pools["pool"].isin(list(hold))].reset_index(drop=True)
-    m = Market(pools=live, references=market.references)
-    res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"), drawdowns)
-    spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res).assign(spot_expected_price=np.nan),
-                  rules, last, parity=False)
-    res = reserved_prices(res, spot, rules, demand)
-    res = _guard(res, rules, last, parity=True)
-    res["interruption_risk"] = 0.0  # reserved capacity is promised; reclaim risk is priced in the quantity
-    frames = [spot, res]
+    frames = []
+    if len(live):
+        m = Market(pools=live, references=market.references)
+        res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"), drawdowns)
+        spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res).assign(spot_expected_price=np.nan),
+                      rules, last, parity=False)
+        res = reserved_prices(res, spot, rules, demand)
+        res = _guard(res, rules, last, parity=True)
+        res["interruption_risk"] = 0.0  # reserved capacity is promised; reclaim risk is priced in the quantity
+        frames = [spot, res]
     kept = held_items(last, hold, valid_from)
-    withdrawn_holds = [p for p in hold if last is None or last.empty or p not in set(last["pool"])]
+    # a held pool with nothing left to keep (no last sheet, or all its items have started) says so
+    withdrawn_holds = [p for p in hold if not len(kept) or p not in set(kept["pool"])]
     if withdrawn_holds:
         frames.append(pd.DataFrame({"pool": withdrawn_holds, "offered": False,
-                                    "withdraw_reason": [f"hold_without_last_sheet:{hold[p]}" for p in withdrawn_holds],
+                                    "withdraw_reason": [
+                                        (f"hold_without_last_sheet:{hold[p]}" if last is None or last.empty
+                                         or p not in set(last["pool"]) else f"hold_no_future_items:{hold[p]}")
+                                        for p in withdrawn_holds],
                                     "guardrails": [[f"hold_last:{hold[p]}"] for p in withdrawn_holds]}))
-    items = pd.concat([f for f in frames if len(f)] + ([kept] if len(kept) else []), ignore_index=True)
-    items["discount_vs_reference"] = 1 - items["price_per_gpu_hour"] / items["reference_price"]
-    items.loc[~items["offered"].astype(bool), ["price_per_gpu_hour", "discount_vs_reference"]] = np.nan
+    parts = [f for f in frames if len(f)] + ([kept] if len(kept) else [])
+    if not parts:
+        return pd.DataFrame(columns=ITEM_COLS)
+    items = pd.concat(parts, ignore_index=True)
     for c in ITEM_COLS:
         if c not in items:
             items[c] = np.nan
+    items["discount_vs_reference"] = 1 - items["price_per_gpu_hour"] / items["reference_price"]
+    items.loc[~items["offered"].astype(bool), ["price_per_gpu_hour", "discount_vs_reference"]] = np.nan
     return items[ITEM_COLS].reset_index(drop=True)

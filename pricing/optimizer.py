@@ -116,7 +116,8 @@ def _at_level(q: np.ndarray, cap: np.ndarray, level: np.ndarray) -> np.ndarray:
     idx = np.clip(np.searchsorted(levels, level, side="right") - 1, 0, len(levels) - 2)
     w = (level - levels[idx]) / (levels[idx + 1] - levels[idx])
     r = np.arange(len(q))
-    return vals[r, idx] * (1 - w) + vals[r, idx + 1] * w
+    a, b = vals[r, idx], vals[r, idx + 1]
+    return np.where(w < 0.5, a + (b - a) * w, b - (b - a) * (1 - w))  # exact at knots and flat stretches
 
 
 def reserved_in_hours(res: pd.DataFrame, pools: list[str], hours: pd.DatetimeIndex) -> np.ndarray:
@@ -166,8 +167,9 @@ def spot_offers(
     m = rules.price_grid
     for i, row in enumerate(pools.itertuples(index=False)):
         lo, hi = floor[i], ceiling[i]
-        if not (np.isfinite(lo) and np.isfinite(hi) and hi >= lo > 0):
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi >= lo >= 0 and hi > 0):
             continue
+        lo = max(lo, hi * 1e-3)  # a zero floor (free power, written-off GPUs) still needs a log grid
         curve = demand.curve(row.gpu_model, "spot")
         prices = lo * (hi / lo) ** (np.arange(m) / max(m - 1, 1))
         want = curve.gpus(prices, row.reference_price, cap[i])                     # (m,)

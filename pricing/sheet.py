@@ -139,8 +139,11 @@ def publish(sheet: PriceSheet, sheets_dir: Path) -> tuple[Path, Path]:
     d.mkdir(parents=True, exist_ok=True)
     name = sheet_name(sheet.version)
     jpath, ppath = d / f"{name}.json", d / f"{name}.parquet"
-    if jpath.exists() or ppath.exists():
+    if jpath.exists():
         raise SheetExistsError(f"sheet version {sheet.version} already exists in {d}")
+    if ppath.exists():
+        # the JSON marks a sheet published; a Parquet without it is a crashed attempt nobody could read
+        ppath.unlink()
     import io
 
     flat = items_table(sheet.items)

@@ -155,7 +155,8 @@ def check_items(items: pd.DataFrame, hourly: pd.DataFrame, market: Market, rules
     q_spot = interp_q(hourly, rules.spot_offer_quantile)
     assert (q10.to_numpy() <= hourly["q10"].to_numpy() + 1e-12).all()
     for pool, grp in items.groupby("pool"):
-        assert sorted(grp["product"].unique()) == sorted(["spot", *(rules.product(d) for d in rules.reserved_terms_days)])
+        products = ["spot", *(rules.product(d) for d in rules.reserved_terms_days)]
+        assert sorted(grp["product"].unique()) == sorted(products), pool
         assert (grp["product"] == "spot").sum() == rules.spot_days * 24 // rules.block_hours
     for it in items.itertuples():
         cls = "spot" if it.product == "spot" else "reserved"
@@ -220,7 +221,8 @@ def check_max_change(items: pd.DataFrame, last: pd.DataFrame, rules: PricingRule
         assert it.last_price == pytest.approx(lp, rel=1e-12)
         change = abs(it.price_per_gpu_hour / lp - 1)
         if change > rules.max_daily_change + 1e-9:
-            assert set(it.guardrails) & FORCING, (it.pool, it.product, it.start, lp, it.price_per_gpu_hour, it.guardrails)
+            assert set(it.guardrails) & FORCING, (it.pool, it.product, it.start, lp, it.price_per_gpu_hour,
+                                                  it.guardrails)
 
 
 # ----------------------------------------------------------------------------- properties
@@ -369,3 +371,46 @@ def test_hold_without_last_sheet_withdraws_the_pool():
         assert all(r.startswith("hold_without_last_sheet") for r in p1["withdraw_reason"])
         assert p1["price_per_gpu_hour"].isna().all()
         assert items.loc[items["pool"] == "p2", "offered"].any()
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "ns"])
+def test_last_sheet_at_another_timestamp_resolution(unit):
+    """pandas 3 keeps each timestamp's own resolution (s/ms/us/ns); a last sheet read back from
+    another store, or a valid_from built another way, must still match item for item."""
+    demand = DemandModel().fit(None)
+    hourly, market = _two_pools(9, DAY0)
+    prev = price_fleet(hourly, market, RULES, demand, DAY0)
+    last = prev[prev["offered"]].reset_index(drop=True)
+    vf = DAY0 + pd.Timedelta(days=1)
+    want = price_fleet(hourly, market, RULES, demand, vf, last=last)
+    assert want["last_price"].notna().any()
+    other = last.assign(start=last["start"].dt.as_unit(unit), end=last["end"].dt.as_unit(unit))
+    for kw in (dict(valid_from=vf, last=other), dict(valid_from=vf.as_unit(unit), last=last)):
+        got = price_fleet(hourly, market, RULES, demand, kw["valid_from"], last=kw["last"])
+        np.testing.assert_array_equal(got["last_price"].to_numpy(), want["last_price"].to_numpy())
+        np.testing.assert_array_equal(got["price_per_gpu_hour"].to_numpy(), want["price_per_gpu_hour"].to_numpy())
+
+
+def test_every_pool_held_and_pools_with_only_started_items():
+    demand = DemandModel().fit(None)
+    hourly, market = _two_pools(7, DAY0)
+    prev = price_fleet(hourly, market, RULES, demand, DAY0)
+    last = prev[prev["offered"]].reset_index(drop=True)
+    # every pool held, long after the last sheet: nothing to keep, each pool says why
+    later = DAY0 + pd.Timedelta(days=40)
+    items = price_fleet(hourly, market, RULES, demand, later, last=last, hold={"p1": "stale_telemetry",
+                                                                                "p2": "forecast_not_finite"})
+    assert not items["offered"].astype(bool).any()
+    assert dict(zip(items["pool"], items["withdraw_reason"])) == {
+        "p1": "hold_no_future_items:stale_telemetry", "p2": "hold_no_future_items:forecast_not_finite"}
+    # no last sheet and everything held: an empty frame, not a crash
+    none = price_fleet(hourly, market, RULES, demand, DAY0, hold={"p1": "x", "p2": "y"})
+    assert set(none["withdraw_reason"]) == {"hold_without_last_sheet:x", "hold_without_last_sheet:y"}
+
+
+def test_zero_floor_still_prices_spot():
+    hourly, market = _one_pool(40.0, floor=0.0)
+    items = price_fleet(hourly, market, RULES, DemandModel().fit(None), DAY0 + pd.Timedelta(hours=1))
+    spot = items[items["product"] == "spot"]
+    assert not (spot["withdraw_reason"] == "floor_above_ceiling").any()
+    assert spot["offered"].any() and (spot.loc[spot["offered"], "price_per_gpu_hour"] > 0).all()
