@@ -481,7 +481,11 @@ def sheet_diff(
             console.print("[yellow]fewer than two sheets published: nothing to compare[/yellow]")
             raise typer.Exit(code=1)
         new = new if new is not None else versions[-1]
-        old = old if old is not None else max(v for v in versions if v < new)
+        older = [v for v in versions if v < new]
+        if old is None and not older:
+            console.print(f"[yellow]v{new} is the first sheet: nothing older to compare with[/yellow]")
+            raise typer.Exit(code=1)
+        old = old if old is not None else max(older)
         missing = [v for v in (old, new) if v not in versions]
         if missing:
             console.print(f"[red]no sheet version(s) {missing}; published: {versions[-10:]}[/red]")
@@ -529,7 +533,8 @@ def bookings_ingest(path: Path = typer.Argument(..., help="CSV or Parquet with b
     if not path.exists():
         console.print(f"[red]{path} does not exist[/red]")
         raise typer.Exit(code=1)
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    text = {"booking_id": str, "pool": str, "product": str, "customer": str}  # "007" stays "007"
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=text)
     con = connect(s.duckdb_path)
     try:
         r = load_bookings(con, frame)

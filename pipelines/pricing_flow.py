@@ -26,7 +26,7 @@ from pricing.engine import price_fleet
 from pricing.guardrails import guardrail_counts
 from pricing.optimizer import Market
 from pricing.reference import comparable_references, load_reference_rates
-from pricing.sheet import PriceSheet, publish, public_items
+from pricing.sheet import PriceSheet, highest_version, point_latest, public_items, publish
 from pipelines.settings import Settings
 from warehouse import sheets as history
 from warehouse.db import connect
@@ -43,7 +43,7 @@ def _utc(t: Any) -> pd.Timestamp:
 
 
 @task
-def load_pricing_inputs(settings: Settings) -> dict[str, Any]:
+def load_pricing_inputs(settings: Settings, valid_from: pd.Timestamp) -> dict[str, Any]:
     con = connect(settings.duckdb_path)
     try:
         run = latest_forecast_run(con)
@@ -55,12 +55,14 @@ def load_pricing_inputs(settings: Settings) -> dict[str, Any]:
         seen = pool_last_observed(con, f.min_coverage, tuple(f.mask_flags))
         last = history.latest_sheet(con)
         last_items = history.sheet_items(con, int(last["version"])) if last else None
+        day_ago = history.sheet_in_force(con, (valid_from - pd.Timedelta(hours=24)).to_pydatetime())
+        anchor = history.sheet_items(con, day_ago) if day_ago is not None else last_items
         obs = history.booking_observations(con)
         series = load_pool_series(con, min_coverage=f.min_coverage, mask_flags=tuple(f.mask_flags))
     finally:
         con.close()
     return {"run": run, "hourly": hourly, "seen": seen, "last": last, "last_items": last_items, "bookings": obs,
-            "series": series}
+            "series": series, "anchor": anchor}
 
 
 def market_for(pools: pd.DataFrame, caps: pd.Series, settings: Settings) -> Market:
@@ -78,7 +80,9 @@ def market_for(pools: pd.DataFrame, caps: pd.Series, settings: Settings) -> Mark
 
 @task
 def build_market(inputs: dict[str, Any], settings: Settings) -> Market:
-    return market_for(inputs["seen"], inputs["hourly"].groupby("unique_id")["gpus_total"].max(), settings)
+    """Every pool with telemetry, priced or not: a pool the forecast skipped is held, not dropped."""
+    caps = inputs["series"].sort_values("ds").groupby("unique_id")["gpus_total"].last()
+    return market_for(inputs["seen"], caps, settings)
 
 
 @task
@@ -109,11 +113,12 @@ def publish_sheet(sheet: PriceSheet, inputs_sha: str, items: pd.DataFrame, setti
         try:
             history.insert_sheet(con, sheet.header(), sheet.content_sha256, inputs_sha, items,
                                  str(d / f"{name}.json"), str(d / f"{name}.parquet"))
-            paths = publish(sheet, d)
+            paths = publish(sheet, d, set_latest=False)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        point_latest(d, sheet.version)  # readers switch only once the history has it
     finally:
         con.close()
     return paths
@@ -204,7 +209,8 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
     items = diff = demand = paths = None
     last_version = None
     try:
-        inputs = load_pricing_inputs(settings)
+        valid_from = as_of_ts.ceil("h")
+        inputs = load_pricing_inputs(settings, valid_from)
         last_version = int(inputs["last"]["version"]) if inputs["last"] else None
         run = inputs["run"]
         data_through = _utc(run["data_through"])
@@ -214,7 +220,6 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
                        f"as_of {as_of_ts:%Y-%m-%d %H:%M} (limit {rules.stale_after_hours} h)")
         if age < -1:
             raise Hold(f"as_of {as_of_ts} is before the forecast's data ({data_through}): nothing to price")
-        valid_from = as_of_ts.ceil("h")
         fingerprint = inputs_fingerprint(run, valid_from, settings, inputs["bookings"])
         if inputs["last"] is not None and inputs["last"]["inputs_sha256"] == fingerprint and not force:
             result = {"status": "unchanged", "version": last_version, "metrics": {}, "mlflow_run_id": run_id,
@@ -233,12 +238,15 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             raise Hold(f"every pool failed its checks: {sorted(set(hold.values()))}")
         demand = fit_demand(inputs, settings)
         drawdowns = measure(inputs["series"], rules.reserved_terms_days)
-        items = price_fleet(inputs["hourly"], market, rules, demand, valid_from, inputs["last_items"], hold, drawdowns)
+        items = price_fleet(inputs["hourly"], market, rules, demand, valid_from, inputs["last_items"], hold, drawdowns,
+                            anchor=inputs["anchor"])
         offered = items[items["offered"].astype(bool)]
+        if offered.empty:
+            reasons = items["withdraw_reason"].value_counts().head(5).to_dict()
+            raise Hold(f"no item could be offered (withdrawn: {reasons}); check reference rates, providers and costs")
         con = connect(settings.duckdb_path)
         try:
-            version = history.next_version(con)
-            history.record_demand_fits(con, demand.table())
+            version = history.next_version(con, highest_version(settings.sheets_dir))
         finally:
             con.close()
         sheet = PriceSheet(
@@ -252,6 +260,11 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         else:
             paths = publish_sheet(sheet, fingerprint, items, settings)
             status, reason = "published", None
+        con = connect(settings.duckdb_path)
+        try:  # the curves this pass priced with (published or not), next to the MLflow copy
+            history.record_demand_fits(con, demand.table())
+        finally:
+            con.close()
         gc = guardrail_counts(offered)
         metrics = {
             "items.offered": len(offered), "items.withdrawn": int((~items["offered"].astype(bool)).sum()),

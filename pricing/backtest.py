@@ -129,7 +129,6 @@ def pricing_backtest(
         raise ValueError("not enough history for a pricing backtest (7 days of training + the longest term)")
     h = lead_hours + 24 * max(max(terms), rules.spot_days) + rules.block_hours
     cal = normalize_calendar(calendar)
-    caps = market.pools.set_index("pool")["gpus_total"]
     offers, spots = [], []
     skipped = 0
     end = df["ds"].max() + pd.Timedelta(hours=1)
@@ -140,9 +139,12 @@ def pricing_backtest(
         train = _pad_to(df[df["ds"] < origin], origin)
         known = cal[cal["known_at"] <= origin]
         fc = clone(forecaster).fit(train, known).predict(h, X_df=known)
-        fc["gpus_total"] = fc["unique_id"].map(caps)
+        caps_o = train.sort_values("ds").groupby("unique_id")["gpus_total"].last()  # capacity as known then
+        fc["gpus_total"] = fc["unique_id"].map(caps_o)
+        market_o = Market(market.pools.assign(gpus_total=market.pools["pool"].map(caps_o)), market.references)
+        market_o = Market(market_o.pools[market_o.pools["gpus_total"].notna()].reset_index(drop=True), market.references)
         dd = measure(df[df["ds"] < origin], fit) if history_guard else None
-        items = price_fleet(fc, market, rules_o, demand, origin, drawdowns=dd)
+        items = price_fleet(fc, market_o, rules_o, demand, origin, drawdowns=dd)
         items["origin"] = origin
         items["term_days"] = items["hours"] // 24
         res = items[items["product"] != "spot"].copy()
@@ -192,9 +194,9 @@ def summarize(off: pd.DataFrame, spot: pd.DataFrame) -> pd.DataFrame:
     for (policy, term), g in list(off.groupby(["policy", "term_days"])) + [((p, "all"), g) for p, g in off.groupby("policy")]:
         offered = g["offered_gpu_hours"].sum()
         idle = g.drop_duplicates(["origin", "pool", "start", "end"])["real_idle_gpu_hours"].sum()
-        if term == "all":  # the union of windows: the longest term's windows
-            longest = g["term_days"].max()
-            idle = g[g["term_days"] == longest].drop_duplicates(["origin", "pool"])["real_idle_gpu_hours"].sum()
+        if term == "all":  # the union of windows: at each origin and pool, its longest window
+            w = g.sort_values("term_days").drop_duplicates(["origin", "pool"], keep="last")
+            idle = w["real_idle_gpu_hours"].sum()
         rows.append({
             "policy": policy, "term": term if term == "all" else f"{term}d", "offers": int((g["gpus_offered"] > 0).sum()),
             "offered_gpu_hours": offered, "safety": g["safe_gpu_hours"].sum() / offered if offered else np.nan,

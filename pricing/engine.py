@@ -65,7 +65,8 @@ def held_items(last: pd.DataFrame | None, hold: dict[str, str], valid_from: pd.T
     if last is None or last.empty or not hold:
         return pd.DataFrame(columns=ITEM_COLS)
     h = last[last["pool"].isin(list(hold)) & (last["start"] >= valid_from)].copy()
-    h["guardrails"] = [list(g) + [f"hold_last:{hold[p]}"] for g, p in zip(h["guardrails"], h["pool"])]
+    h["guardrails"] = [[x for x in g if not str(x).startswith("hold_last:")] + [f"hold_last:{hold[p]}"]
+                       for g, p in zip(h["guardrails"], h["pool"])]
     h["offered"] = True
     h["withdraw_reason"] = ""
     h["last_price"] = h["price_per_gpu_hour"]
@@ -76,9 +77,14 @@ def held_items(last: pd.DataFrame | None, hold: dict[str, str], valid_from: pd.T
 def price_fleet(
     hourly: pd.DataFrame, market: Market, rules: PricingRules, demand: DemandModel,
     valid_from: pd.Timestamp, last: pd.DataFrame | None = None, hold: dict[str, str] | None = None,
-    drawdowns: Drawdowns | None = None,
+    drawdowns: Drawdowns | None = None, anchor: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Every candidate item (ITEM_COLS) for the sheet that becomes valid at `valid_from`."""
+    """Every candidate item (ITEM_COLS) for the sheet that becomes valid at `valid_from`.
+
+    `last` is the newest sheet (held pools keep its items); `anchor` (default: `last`) is the sheet
+    max_daily_change is measured against - the one in force a day earlier, so re-running every
+    hour cannot compound +-15% steps."""
+    anchor = last if anchor is None else anchor
     hold = hold or {}
     live = market.pools[~market.pools["pool"].isin(list(hold))].reset_index(drop=True)
     frames = []
@@ -86,9 +92,9 @@ def price_fleet(
         m = Market(pools=live, references=market.references)
         res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"), drawdowns)
         spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res).assign(spot_expected_price=np.nan),
-                      rules, last, parity=False)
+                      rules, anchor, parity=False)
         res = reserved_prices(res, spot, rules, demand)
-        res = _guard(res, rules, last, parity=True)
+        res = _guard(res, rules, anchor, parity=True)
         res["interruption_risk"] = 0.0  # reserved capacity is promised; reclaim risk is priced in the quantity
         frames = [spot, res]
     kept = held_items(last, hold, valid_from)

@@ -111,6 +111,7 @@ def items_table(items: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _write_exclusive(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o644)  # readable by the API's user, like any published file
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -126,6 +127,7 @@ def _write_exclusive(path: Path, data: bytes) -> None:
 
 def _replace(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o644)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -133,8 +135,11 @@ def _replace(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def publish(sheet: PriceSheet, sheets_dir: Path) -> tuple[Path, Path]:
-    """Write Parquet, then JSON, then LATEST; each atomically. Returns (json, parquet) paths."""
+def publish(sheet: PriceSheet, sheets_dir: Path, set_latest: bool = True) -> tuple[Path, Path]:
+    """Write Parquet, then JSON, then (unless set_latest=False) LATEST; each atomically.
+
+    Returns (json, parquet). With set_latest=False the caller points LATEST later (after its
+    history commit) with `point_latest`."""
     d = Path(sheets_dir)
     d.mkdir(parents=True, exist_ok=True)
     name = sheet_name(sheet.version)
@@ -153,14 +158,27 @@ def publish(sheet: PriceSheet, sheets_dir: Path) -> tuple[Path, Path]:
     flat.to_parquet(buf, index=False)
     _write_exclusive(ppath, buf.getvalue())
     _write_exclusive(jpath, json.dumps(sheet.to_dict(), indent=1).encode())
-    _replace(d / LATEST, f"{name}.json\n".encode())
+    if set_latest:
+        point_latest(d, sheet.version)
+    return jpath, ppath
+
+
+def point_latest(sheets_dir: Path, version: int) -> None:
+    """Make `version` the newest sheet readers see (atomic replace of LATEST)."""
+    d = Path(sheets_dir)
+    _replace(d / LATEST, f"{sheet_name(version)}.json\n".encode())
     try:
         dfd = os.open(d, os.O_RDONLY)
         os.fsync(dfd)
         os.close(dfd)
     except OSError:
         pass
-    return jpath, ppath
+
+
+def highest_version(sheets_dir: Path) -> int:
+    """Highest version with a JSON on disk (0 when none): versions are never reused."""
+    found = sorted(Path(sheets_dir).glob("price-sheet-[0-9]*.json"))
+    return int(found[-1].stem.rsplit("-", 1)[1]) if found else 0
 
 
 def read_sheet(path: Path) -> dict[str, Any]:

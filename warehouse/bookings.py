@@ -48,8 +48,18 @@ def load_bookings(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> Bookin
     ]
     for mask, why in checks:
         reason = reason.where(~(mask.fillna(True) & (reason == "")), why)
-    ok = j[reason == ""]
     known = set(con.execute("SELECT booking_id FROM bookings").df()["booking_id"])
+    dup_all = j["booking_id"].astype(str).isin(known) & (reason == "")
+    # an item cannot be sold twice: bookings already stored plus this file's, in file order
+    booked = con.execute("SELECT sheet_version, pool, product, start, sum(gpus) AS booked FROM bookings "
+                         "GROUP BY ALL").df()
+    j = j.merge(booked, on=["sheet_version", "pool", "product", "start"], how="left")
+    j["booked"] = j["booked"].fillna(0)
+    take = j["gpus"].where((reason == "") & ~dup_all, 0)
+    running = take.groupby([j["sheet_version"], j["pool"], j["product"], j["start"]]).cumsum()
+    over = (reason == "") & ~dup_all & (j["booked"] + running > j["gpus_offered"])
+    reason = reason.where(~over, "the item is sold out (earlier bookings + this one exceed gpus_offered)")
+    ok = j[reason == ""]
     dup = ok["booking_id"].astype(str).isin(known)
     new = ok[~dup].assign(booking_id=lambda d: d["booking_id"].astype(str), gpus=lambda d: d["gpus"].astype(int),
                           sheet_version=lambda d: d["sheet_version"].astype(int))

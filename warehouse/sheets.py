@@ -9,8 +9,16 @@ import pandas as pd
 from pricing.engine import ITEM_COLS
 
 
-def next_version(con: duckdb.DuckDBPyConnection) -> int:
-    return int(con.execute("SELECT coalesce(max(version), 0) + 1 FROM price_sheets").fetchall()[0][0])
+def next_version(con: duckdb.DuckDBPyConnection, on_disk: int = 0) -> int:
+    """One above both the history and the files: a crashed publish never makes a version reusable."""
+    db = int(con.execute("SELECT coalesce(max(version), 0) FROM price_sheets").fetchall()[0][0])
+    return max(db, on_disk) + 1
+
+
+def sheet_in_force(con: duckdb.DuckDBPyConnection, at) -> int | None:
+    """The newest sheet whose validity had begun at `at` (the day-ago anchor of max_daily_change)."""
+    r = con.execute("SELECT max(version) FROM price_sheets WHERE valid_from <= ?", [at]).fetchall()[0][0]
+    return None if r is None else int(r)
 
 
 def latest_sheet(con: duckdb.DuckDBPyConnection) -> dict | None:
@@ -61,7 +69,7 @@ def insert_sheet(con: duckdb.DuckDBPyConnection, header: dict, content_sha256: s
     rows.insert(0, "version", header["version"])
     con.register("sheet_rows", rows)
     cols = ", ".join(["version"] + [f'"{c}"' for c in ITEM_COLS])
-    con.execute(f"INSERT INTO price_sheet_items SELECT {cols} FROM sheet_rows")
+    con.execute(f"INSERT INTO price_sheet_items ({cols}) SELECT {cols} FROM sheet_rows")
     con.unregister("sheet_rows")
 
 

@@ -100,6 +100,10 @@ def test_bookings_load_validates_rows_and_feed_the_demand_fit(priced) -> None:
     con = connect(s.duckdb_path)
     try:
         items = sheet_items(con, 1)
+        allc = sheet_items(con, 1, offered_only=False)
+        res = allc[allc["product"].str.startswith("reserved")]
+        # stored by column name, not position: the newsvendor level is a probability, the cap is GPUs
+        assert len(res) and (res["newsvendor_level"].dropna() <= s.pricing.reserved_max_quantile + 1e-9).all()
         spot = items[items["product"] == "spot"].head(3)
         good = [{"booking_id": f"b{i}", "sheet_version": 1, "pool": r.pool, "product": "spot",
                  "start": r.start.isoformat(), "gpus": 1, "price_per_gpu_hour": r.price_per_gpu_hour,
@@ -128,3 +132,15 @@ def test_bookings_load_validates_rows_and_feed_the_demand_fit(priced) -> None:
     fits = con.execute("SELECT product, source, n_items FROM demand_fits ORDER BY fitted_at DESC").df()
     con.close()
     assert len(fits) and set(fits["source"]) <= {"prior", "fit"} and fits["n_items"].max() > 0
+
+
+def test_an_all_withdrawn_night_holds_and_files_are_world_readable(priced) -> None:
+    from pipelines.pricing_flow import price
+
+    s, as_of = priced
+    before = latest_sheet_path(s.sheets_dir)
+    wrong = s.model_copy(update={"pricing": s.pricing.model_copy(update={"providers": ["AWS"]})})  # no such provider
+    out = price(settings=wrong, as_of=as_of.to_pydatetime(), force=True)
+    assert out["status"] == "held" and "no item could be offered" in out["reason"]
+    assert latest_sheet_path(s.sheets_dir) == before
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in Path(s.sheets_dir).iterdir() if not p.name.startswith("."))

@@ -414,3 +414,20 @@ def test_zero_floor_still_prices_spot():
     spot = items[items["product"] == "spot"]
     assert not (spot["withdraw_reason"] == "floor_above_ceiling").any()
     assert spot["offered"].any() and (spot.loc[spot["offered"], "price_per_gpu_hour"] > 0).all()
+
+
+def test_hourly_reruns_cannot_compound_the_daily_limit():
+    """Against a fixed day-ago anchor, any number of re-runs stays within +-max_daily_change of it."""
+    demand = DemandModel().fit(None)
+    hourly, market = _two_pools(11, DAY0)
+    first = price_fleet(hourly, market, RULES, demand, DAY0)
+    anchor = first[first["offered"]].assign(price_per_gpu_hour=lambda d: d["price_per_gpu_hour"] * 0.5)
+    last = anchor
+    for k in range(1, 5):
+        items = price_fleet(hourly, market, RULES, demand, DAY0 + pd.Timedelta(hours=k), last=last, anchor=anchor)
+        last = items[items["offered"]]
+    j = last.merge(anchor[["pool", "product", "start", "price_per_gpu_hour"]], on=["pool", "product", "start"],
+                   suffixes=("", "_anchor"))
+    free = ~j["guardrails"].map(lambda g: bool(set(g) & FORCING))
+    ratio = (j["price_per_gpu_hour"] / j["price_per_gpu_hour_anchor"])[free]
+    assert len(ratio) and (ratio <= 1 + RULES.max_daily_change + 1e-9).all()

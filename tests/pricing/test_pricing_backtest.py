@@ -52,3 +52,19 @@ def test_pricing_backtest_scores_both_policies_on_what_happened() -> None:
     if s.loc[("idlecap", "all"), "offered_gpu_hours"] > 0:
         assert s.loc[("idlecap", "all"), "safety"] >= s.loc[("naive", "all"), "safety"]
     assert len(rep.origins) == 4
+
+
+def test_all_yield_uses_each_origins_longest_window() -> None:
+    from pricing.backtest import summarize
+
+    t0, t1 = pd.Timestamp("2026-01-10", tz="UTC"), pd.Timestamp("2026-01-11", tz="UTC")
+    rows = [  # origin 0 has 1d and 7d windows, origin 1 only 1d; every window half offered
+        dict(origin=t0, pool="p", term_days=7, start=t0, end=t0 + pd.Timedelta(days=7), real_idle_gpu_hours=1680.0),
+        dict(origin=t0, pool="p", term_days=1, start=t0, end=t0 + pd.Timedelta(days=1), real_idle_gpu_hours=240.0),
+        dict(origin=t1, pool="p", term_days=1, start=t1, end=t1 + pd.Timedelta(days=1), real_idle_gpu_hours=240.0),
+    ]
+    off = pd.DataFrame(rows).assign(policy="idlecap", gpus_offered=1, safe_gpu_hours=0.0, revenue_gross=0.0,
+                                    penalties=0.0, revenue_net=0.0)
+    off["offered_gpu_hours"] = [840.0, 0.0, 120.0]
+    s = summarize(off, pd.DataFrame()).set_index("term")
+    assert np.isclose(s.loc["7d", "yield"], 0.5) and np.isclose(s.loc["all", "yield"], (840 + 120) / (1680 + 240))

@@ -170,3 +170,13 @@ def test_a_crashed_attempt_does_not_block_the_version(tmp_path: Path) -> None:
     jpath, ppath = publish(sheet, tmp_path)
     assert json.loads(jpath.read_text())["version"] == 1
     assert pd.read_parquet(ppath)["sheet_version"].iloc[0] == 1
+
+
+def test_versions_are_never_reused_after_a_crash(tmp_path: Path, con) -> None:
+    """A JSON on disk without its history row (crash before COMMIT) still takes its version."""
+    from pricing.sheet import highest_version
+    from warehouse.sheets import next_version
+
+    publish(make_sheet(1), tmp_path, set_latest=False)
+    assert highest_version(tmp_path) == 1 and next_version(con, highest_version(tmp_path)) == 2
+    assert not (tmp_path / "LATEST").exists()  # readers were never pointed at it
