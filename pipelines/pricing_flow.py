@@ -57,12 +57,13 @@ def load_pricing_inputs(settings: Settings, valid_from: pd.Timestamp) -> dict[st
         last_items = history.sheet_items(con, int(last["version"])) if last else None
         day_ago = history.sheet_in_force(con, (valid_from - pd.Timedelta(hours=24)).to_pydatetime())
         anchor = history.sheet_items(con, day_ago) if day_ago is not None else last_items
+        booked = history.active_bookings(con, valid_from.to_pydatetime())
         obs = history.booking_observations(con)
         series = load_pool_series(con, min_coverage=f.min_coverage, mask_flags=tuple(f.mask_flags))
     finally:
         con.close()
     return {"run": run, "hourly": hourly, "seen": seen, "last": last, "last_items": last_items, "bookings": obs,
-            "series": series, "anchor": anchor}
+            "series": series, "anchor": anchor, "booked": booked}
 
 
 def market_for(pools: pd.DataFrame, caps: pd.Series, settings: Settings) -> Market:
@@ -239,7 +240,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         demand = fit_demand(inputs, settings)
         drawdowns = measure(inputs["series"], rules.reserved_terms_days)
         items = price_fleet(inputs["hourly"], market, rules, demand, valid_from, inputs["last_items"], hold, drawdowns,
-                            anchor=inputs["anchor"])
+                            anchor=inputs["anchor"], booked=inputs["booked"])
         offered = items[items["offered"].astype(bool)]
         if offered.empty:
             reasons = items["withdraw_reason"].value_counts().head(5).to_dict()

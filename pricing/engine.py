@@ -77,7 +77,7 @@ def held_items(last: pd.DataFrame | None, hold: dict[str, str], valid_from: pd.T
 def price_fleet(
     hourly: pd.DataFrame, market: Market, rules: PricingRules, demand: DemandModel,
     valid_from: pd.Timestamp, last: pd.DataFrame | None = None, hold: dict[str, str] | None = None,
-    drawdowns: Drawdowns | None = None, anchor: pd.DataFrame | None = None,
+    drawdowns: Drawdowns | None = None, anchor: pd.DataFrame | None = None, booked: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every candidate item (ITEM_COLS) for the sheet that becomes valid at `valid_from`.
 
@@ -90,8 +90,8 @@ def price_fleet(
     frames = []
     if len(live):
         m = Market(pools=live, references=market.references)
-        res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"), drawdowns)
-        spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res).assign(spot_expected_price=np.nan),
+        res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"), drawdowns, booked)
+        spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res, booked).assign(spot_expected_price=np.nan),
                       rules, anchor, parity=False)
         res = reserved_prices(res, spot, rules, demand)
         res = _guard(res, rules, anchor, parity=True)

@@ -64,7 +64,7 @@ def _reference(market: Market, cls: str) -> pd.DataFrame:
 
 
 def reserved_quantities(hourly: pd.DataFrame, market: Market, rules: PricingRules, start: pd.Timestamp,
-                        drawdowns: Drawdowns | None = None) -> pd.DataFrame:
+                        drawdowns: Drawdowns | None = None, booked: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per pool x term: window, newsvendor level, window-min quantile, offered tranche.
 
     With `drawdowns`, no term offers more than idle now minus the fleet's historical drawdown."""
@@ -73,6 +73,8 @@ def reserved_quantities(hourly: pd.DataFrame, market: Market, rules: PricingRule
     hours = pd.date_range(start, periods=24 * terms[-1], freq="h")
     cube, have = _cube(hourly, pools["pool"].tolist(), hours)
     cap = pools["gpus_total"].to_numpy(float)
+    # GPUs customers already booked (telemetry cannot see future leases): not for sale twice
+    sold = reserved_in_hours(booked if booked is not None else pd.DataFrame(), pools["pool"].tolist(), hours)
     rows = []
     raw = np.zeros((len(pools), len(terms)))
     for j, d in enumerate(terms):
@@ -94,7 +96,7 @@ def reserved_quantities(hourly: pd.DataFrame, market: Market, rules: PricingRule
         k = np.floor(np.clip(qmin, 0, cap) + 1e-9)
         guard = (drawdowns.cap_gpus(pools["pool"], cap, d, np.nan_to_num(alpha, nan=0.0))
                  if drawdowns is not None else np.full(len(pools), np.inf))
-        raw[:, j] = np.where(ok, np.fmin(k, np.nan_to_num(guard, nan=0.0)), 0)
+        raw[:, j] = np.where(ok, np.clip(np.fmin(k, np.nan_to_num(guard, nan=0.0)) - sold[:, :n].max(axis=1), 0, None), 0)
         rows.append(pd.DataFrame({
             "pool": pools["pool"], "term_days": d, "start": start, "end": start + pd.Timedelta(days=d),
             "newsvendor_level": alpha, "window_min_quantile": np.where(complete, qmin, np.nan),
@@ -123,6 +125,8 @@ def _at_level(q: np.ndarray, cap: np.ndarray, level: np.ndarray) -> np.ndarray:
 def reserved_in_hours(res: pd.DataFrame, pools: list[str], hours: pd.DatetimeIndex) -> np.ndarray:
     """GPUs held by reserved offers in each (pool, hour): the sum of tranches whose window covers it."""
     out = np.zeros((len(pools), len(hours)))
+    if res is None or res.empty:
+        return out
     pos = {p: i for i, p in enumerate(pools)}
     hv = hours.values
     for r in res.itertuples(index=False):
@@ -134,7 +138,7 @@ def reserved_in_hours(res: pd.DataFrame, pools: list[str], hours: pd.DatetimeInd
 
 def spot_offers(
     hourly: pd.DataFrame, market: Market, rules: PricingRules, demand: DemandModel,
-    valid_from: pd.Timestamp, reserved: pd.DataFrame,
+    valid_from: pd.Timestamp, reserved: pd.DataFrame, booked: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per pool x block: GPUs offered, optimal price, risk, expected sales (before guardrails)."""
     pools = _reference(market, "spot")
@@ -145,7 +149,7 @@ def spot_offers(
     hours = pd.date_range(start, periods=nb * B, freq="h")
     cube, have = _cube(hourly, names, hours)
     cap = pools["gpus_total"].to_numpy(float)
-    held = reserved_in_hours(reserved, names, hours)
+    held = reserved_in_hours(reserved, names, hours) + reserved_in_hours(booked, names, hours)
     u = grid(50)
     P = len(names)
     vals = quantile_at(cube.reshape(P * nb * B, -1), np.repeat(cap, nb * B), u).reshape(P, nb, B, len(u))

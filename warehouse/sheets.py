@@ -93,3 +93,13 @@ def booking_observations(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
            WHERE i.offered AND i.version IN (SELECT DISTINCT sheet_version FROM bookings)
            GROUP BY ALL"""
     ).df()
+
+
+def active_bookings(con: duckdb.DuckDBPyConnection, at) -> pd.DataFrame:
+    """Leases not yet over at `at`: pool, start, end, gpus_offered (= GPUs booked), per booked item."""
+    return con.execute(
+        """SELECT b.pool, b.start, i."end" AS "end", sum(b.gpus) AS gpus_offered
+           FROM bookings b JOIN price_sheet_items i ON i.version = b.sheet_version AND i.pool = b.pool
+                AND i.product = b.product AND i.start = b.start
+           WHERE i."end" > ? GROUP BY ALL""", [at],
+    ).df()

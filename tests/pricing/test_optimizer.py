@@ -431,3 +431,17 @@ def test_hourly_reruns_cannot_compound_the_daily_limit():
     free = ~j["guardrails"].map(lambda g: bool(set(g) & FORCING))
     ratio = (j["price_per_gpu_hour"] / j["price_per_gpu_hour_anchor"])[free]
     assert len(ratio) and (ratio <= 1 + RULES.max_daily_change + 1e-9).all()
+
+
+def test_booked_leases_are_not_sold_again():
+    """40 of 64 idle; 10 GPUs already leased for days 1-3 (telemetry cannot show future leases):
+    the 30-day tranche may promise only 30, and the leased hours offer no spot on top."""
+    hourly, market = _one_pool(40.0)
+    start = DAY0.ceil("D")
+    booked = pd.DataFrame({"pool": ["p1"], "start": [start], "end": [start + pd.Timedelta(days=3)], "gpus_offered": [10]})
+    items = price_fleet(hourly, market, RULES, DemandModel().fit(None), DAY0, booked=booked)
+    res = items[items["product"] != "spot"].set_index("product")
+    assert res.loc["reserved_30d", "gpus_offered"] == 30
+    assert res.loc[["reserved_1d", "reserved_7d"], "gpus_offered"].sum() == 0
+    spot = items[(items["product"] == "spot") & items["offered"]]
+    assert spot.empty or (spot["start"] >= start + pd.Timedelta(days=3)).all() or (spot["gpus_offered"] <= 0).all()
