@@ -91,7 +91,7 @@ def price_fleet(
     if len(live):
         m = Market(pools=live, references=market.references)
         res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"), drawdowns, booked)
-        spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res, booked).assign(spot_expected_price=np.nan),
+        spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res, booked, drawdowns).assign(spot_expected_price=np.nan),
                       rules, anchor, parity=False)
         res = reserved_prices(res, spot, rules, demand)
         res = _guard(res, rules, anchor, parity=True)

@@ -139,6 +139,7 @@ def reserved_in_hours(res: pd.DataFrame, pools: list[str], hours: pd.DatetimeInd
 def spot_offers(
     hourly: pd.DataFrame, market: Market, rules: PricingRules, demand: DemandModel,
     valid_from: pd.Timestamp, reserved: pd.DataFrame, booked: pd.DataFrame | None = None,
+    drawdowns: Drawdowns | None = None,
 ) -> pd.DataFrame:
     """One row per pool x block: GPUs offered, optimal price, risk, expected sales (before guardrails)."""
     pools = _reference(market, "spot")
@@ -162,6 +163,13 @@ def spot_offers(
     # interruption: P(min over block hours of idle < held + k) = max over hours of F_h(held + k)
     thresh = (held_b + k)[:, :, None, None]
     risk = np.where(k > 0, (vals < thresh).mean(axis=3).max(axis=2), np.nan)
+    if drawdowns is not None:
+        # hours of a block do not really move together and long-lead forecasts are too narrow: the
+        # fleet's own history of dips into blocks that far out is a floor under the forecast's risk
+        origin = hourly["ds"].min()
+        lead = np.broadcast_to(((start - origin) // pd.Timedelta(hours=1) + np.arange(nb) * B) // 24, (P, nb))
+        hist = drawdowns.block_risk(pools["pool"], cap, lead, held_b + k)
+        risk = np.where(k > 0, np.fmax(risk, hist), np.nan)
     avail = np.clip(vals - held_b[:, :, None, None], 0, None).reshape(P, nb, B * len(u))
 
     floor = pools["floor"].to_numpy(float)
