@@ -363,8 +363,6 @@ def forecast(config: Optional[Path] = ConfigOpt) -> None:
 
 def _sheet_summary(items) -> None:
     """Per pool x product: items, GPUs, price range, the reference undercut, guardrails."""
-    import pandas as pd
-
     off = items[items["offered"].astype(bool)]
     if off.empty:
         console.print("[yellow]no item offered[/yellow]")
@@ -382,7 +380,6 @@ def _sheet_summary(items) -> None:
     if len(w):
         counts = w.groupby(["product", "withdraw_reason"]).size().reset_index(name="items")
         print_frame(counts, "withdrawn (not on the sheet)")
-    del pd
 
 
 def _diff_table(diff, title: str) -> None:

@@ -27,6 +27,7 @@ from models.daily import to_daily
 from models.selection import SELECTED, BacktestReport, backtest_and_select, final_forecaster
 from pipelines.progress import report as progress
 from pipelines.settings import ForecastSettings, Settings
+from pipelines.tracking import ensure_experiment
 from warehouse.db import connect
 from warehouse.forecasts import ForecastRun, write_forecast
 
@@ -105,12 +106,7 @@ def log_to_mlflow(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, 
     from models.registry import log_forecaster, register_and_promote
 
     f = settings.forecast
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    if mlflow.get_experiment_by_name(f.experiment) is None:
-        art = settings.mlflow_artifacts
-        if "://" not in art:
-            art = Path(art).resolve().as_uri()
-        mlflow.create_experiment(f.experiment, artifact_location=art)
+    ensure_experiment(settings, f.experiment)
     mlflow.set_experiment(f.experiment)
     observed = df[df["y"].notna()]
     data_hash = data_fingerprint(df)

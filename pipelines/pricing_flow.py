@@ -28,6 +28,7 @@ from pricing.optimizer import Market
 from pricing.reference import comparable_references, load_reference_rates
 from pricing.sheet import PriceSheet, highest_version, point_latest, public_items, publish
 from pipelines.settings import Settings
+from pipelines.tracking import ensure_experiment
 from warehouse import sheets as history
 from warehouse.db import connect
 from warehouse.forecasts import latest_forecast_run, pool_last_observed
@@ -126,19 +127,9 @@ def publish_sheet(sheet: PriceSheet, inputs_sha: str, items: pd.DataFrame, setti
 
 
 def _mlflow_run(settings: Settings, as_of: pd.Timestamp) -> str:
-    import mlflow
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    name = settings.pricing.experiment
-    exp = mlflow.get_experiment_by_name(name)
-    if exp is None:
-        art = settings.mlflow_artifacts
-        if "://" not in art:
-            art = Path(art).resolve().as_uri()
-        exp_id = mlflow.create_experiment(name, artifact_location=art)
-    else:
-        exp_id = exp.experiment_id
+    exp_id = ensure_experiment(settings, settings.pricing.experiment)
     run = MlflowClient().create_run(exp_id, run_name=f"price {as_of:%Y-%m-%d %H:%M}", tags={"kind": "price"})
     return run.info.run_id
 

@@ -69,3 +69,20 @@ def fleet_frames(pools: int = 6, days: int = 35, seed: int = 0):
 @pytest.fixture(scope="session")
 def fleet():
     return fleet_frames()
+
+
+def load_fleet(settings, files) -> None:
+    """Telemetry + calendar of a written synthetic fleet into the settings' warehouse, pool_hourly refreshed."""
+    from warehouse import pool_hourly
+    from warehouse.calendar import ingest_calendar
+    from warehouse.db import connect
+    from warehouse.ingest import ingest_files
+
+    settings.ensure_dirs()
+    con = connect(settings.duckdb_path)
+    try:
+        ingest_files(con, files.telemetry)
+        ingest_calendar(con, files.calendar)
+        pool_hourly.refresh(con)
+    finally:
+        con.close()

@@ -8,10 +8,8 @@ import pandas as pd
 import pytest
 
 from pipelines.settings import ForecastSettings, Settings
-from warehouse import pool_hourly
-from warehouse.calendar import ingest_calendar
+from conftest import load_fleet
 from warehouse.db import connect
-from warehouse.ingest import ingest_files
 from warehouse.synthetic import FleetSpec, write_fleet
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -29,12 +27,7 @@ def settings(tmp_path_factory) -> Settings:
             fan_charts=2, experiment="test-forecasting", registered_model="test-forecaster",
         ),
     )
-    s.ensure_dirs()
-    con = connect(s.duckdb_path)
-    ingest_files(con, files.telemetry)
-    ingest_calendar(con, files.calendar)
-    pool_hourly.refresh(con)
-    con.close()
+    load_fleet(s, files)
     return s
 
 

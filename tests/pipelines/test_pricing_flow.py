@@ -1,7 +1,6 @@
 """The price flow end to end: real DuckDB file, Prefect engine, MLflow sqlite store, sheet files."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
@@ -10,10 +9,8 @@ import pytest
 
 from pipelines.settings import ForecastSettings, PricingSettings, Settings
 from pricing.sheet import latest_sheet_path, read_sheet
-from warehouse import pool_hourly
-from warehouse.calendar import ingest_calendar
+from conftest import load_fleet
 from warehouse.db import connect
-from warehouse.ingest import ingest_files
 from warehouse.synthetic import FleetSpec, write_fleet
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -32,12 +29,7 @@ def priced(tmp_path_factory):
                                   experiment="t-fc", registered_model="t-fc"),
         pricing=PricingSettings(experiment="t-price"),
     )
-    s.ensure_dirs()
-    con = connect(s.duckdb_path)
-    ingest_files(con, files.telemetry)
-    ingest_calendar(con, files.calendar)
-    pool_hourly.refresh(con)
-    con.close()
+    load_fleet(s, files)
     train_forecaster(settings=s)
     out = forecast(settings=s)
     return s, pd.Timestamp(out["origin"]) + pd.Timedelta(minutes=30)
