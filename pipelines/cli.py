@@ -604,6 +604,90 @@ def demo(config: Optional[Path] = ConfigOpt) -> None:
                   "(re-run `make demo`: the sample is skipped, training logs a new run, champion moves only if better)")
 
 
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="bind address (default [api] host, 127.0.0.1)"),
+    port: Optional[int] = typer.Option(None, help="port (default [api] port, 8000)"),
+    workers: Optional[int] = typer.Option(None, help="uvicorn worker processes (default [api] workers, 1)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Serve the leasing API over the published price sheets (never opens the warehouse)."""
+    import uvicorn
+
+    s = load_settings(config)
+    if config is not None:
+        os.environ["IDLECAP_CONFIG"] = str(Path(config).resolve())  # each worker loads the same settings
+    a = s.api
+    host, port, workers = host or a.host, port or a.port, workers or a.workers
+    keys = _key_count(a.keys_path)
+    console.print(f"[bold]idlecap API[/bold] on http://{host}:{port} (docs /docs), sheets {s.sheets_dir}, "
+                  f"{keys} active API key(s) in {a.keys_path}")
+    if keys == 0:
+        console.print("[yellow]no API keys yet: every /v1 request gets 401. "
+                      "Create one with `idlecap api-key create --scope customer`.[/yellow]")
+    uvicorn.run("pipelines.serve:app", factory=True, host=host, port=port, workers=workers, loop="uvloop",
+                http="httptools", access_log=False, log_level="warning", server_header=False,
+                timeout_graceful_shutdown=5)
+
+
+def _key_count(path: Path) -> int:
+    from api.keys import read_keys
+
+    return sum(1 for k in read_keys(path).values() if k.revoked_at is None)
+
+
+key_app = typer.Typer(no_args_is_help=True, help="API keys for the leasing API (stored hashed).")
+app.add_typer(key_app, name="api-key")
+
+
+@key_app.command("create")
+def api_key_create(
+    scope: str = typer.Option(..., help="customer (prices, quotes) or internal (also forecasts)"),
+    name: str = typer.Option("", help="who or what the key is for"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Create a key. It is printed once: only its hash is stored."""
+    from api.keys import SCOPES, create_key
+
+    if scope not in SCOPES:
+        console.print(f"[red]--scope must be one of {', '.join(SCOPES)}, not {scope!r}[/red]")
+        raise typer.Exit(2)
+    s = load_settings(config)
+    s.ensure_dirs()
+    key, rec = create_key(s.api.keys_path, scope, name)
+    console.print(f"created key {rec.key_id} (scope {rec.scope}) in {s.api.keys_path}; it is shown only now:",
+                  style="dim", highlight=False)
+    print(key)
+
+
+@key_app.command("list")
+def api_key_list(config: Optional[Path] = ConfigOpt) -> None:
+    """Keys by id, scope and state (never the keys themselves)."""
+    import pandas as pd
+
+    from api.keys import read_keys
+
+    s = load_settings(config)
+    rows = [k.public() for k in read_keys(s.api.keys_path).values()]
+    print_frame(pd.DataFrame(rows, columns=["key_id", "name", "scope", "created_at", "revoked_at"]),
+                f"API keys in {s.api.keys_path}")
+
+
+@key_app.command("revoke")
+def api_key_revoke(key_id: str = typer.Argument(..., help="the key's id (second part of the key)"),
+                   config: Optional[Path] = ConfigOpt) -> None:
+    """Revoke a key; a running API refuses it within [api] reload_seconds."""
+    from api.keys import revoke_key
+
+    s = load_settings(config)
+    try:
+        rec = revoke_key(s.api.keys_path, key_id)
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(1)
+    console.print(f"revoked {rec.key_id} at {rec.revoked_at}")
+
+
 def main() -> None:
     import logging
     import warnings

@@ -105,7 +105,8 @@ def inputs_fingerprint(run: dict[str, Any], valid_from: pd.Timestamp, settings: 
 
 
 @task
-def publish_sheet(sheet: PriceSheet, inputs_sha: str, items: pd.DataFrame, settings: Settings) -> tuple[Path, Path]:
+def publish_sheet(sheet: PriceSheet, inputs_sha: str, items: pd.DataFrame, settings: Settings,
+                  forecast: pd.DataFrame | None = None) -> tuple[Path, Path]:
     """History rows and files in one unit: the transaction commits only after the files are in place."""
     con = connect(settings.duckdb_path)
     try:
@@ -115,7 +116,7 @@ def publish_sheet(sheet: PriceSheet, inputs_sha: str, items: pd.DataFrame, setti
         try:
             history.insert_sheet(con, sheet.header(), sheet.content_sha256, inputs_sha, items,
                                  str(d / f"{name}.json"), str(d / f"{name}.parquet"))
-            paths = publish(sheet, d, set_latest=False)
+            paths = publish(sheet, d, set_latest=False, forecast=forecast)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -124,6 +125,14 @@ def publish_sheet(sheet: PriceSheet, inputs_sha: str, items: pd.DataFrame, setti
     finally:
         con.close()
     return paths
+
+
+def internal_forecast(hourly: pd.DataFrame, valid_from: pd.Timestamp, sheet: PriceSheet) -> pd.DataFrame:
+    """The hours a sheet sells, for its pools: what the API's internal forecast route serves."""
+    pools = {i["pool"] for i in sheet.items}
+    cols = ["unique_id", "ds", "model", "mean", "q05", "q10", "q25", "q50", "q75", "q90", "q95", "gpus_total", "origin"]
+    f = hourly[hourly["unique_id"].isin(pools) & (pd.to_datetime(hourly["ds"], utc=True) >= valid_from)]
+    return f[cols].sort_values(["unique_id", "ds"]).reset_index(drop=True)
 
 
 def _mlflow_run(settings: Settings, as_of: pd.Timestamp) -> str:
@@ -250,7 +259,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         if inputs["last"] is not None and inputs["last"]["content_sha256"] == sheet.content_sha256:
             status, version, reason = "unchanged", last_version, "same content as the last sheet"
         else:
-            paths = publish_sheet(sheet, fingerprint, items, settings)
+            paths = publish_sheet(sheet, fingerprint, items, settings, internal_forecast(inputs["hourly"], valid_from, sheet))
             status, reason = "published", None
         con = connect(settings.duckdb_path)
         try:  # the curves this pass priced with (published or not), next to the MLflow copy

@@ -220,6 +220,22 @@ class PricingSettings(BaseModel):
         )
 
 
+class ApiSettings(BaseModel):
+    """The leasing API (`idlecap serve`). It reads only `sheets_dir` and the key file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    keys_path: Path | None = Field(None, description="hashed API keys (default var/api_keys.json)")
+    reload_seconds: float = Field(1.0, gt=0, le=3600, description="how often a newer sheet or key file is looked for")
+    max_body_bytes: int = Field(16_384, ge=256)
+    page_size: int = Field(100, ge=1)
+    max_page_size: int = Field(1000, ge=1)
+    access_log: bool = True
+
+
 class Settings(BaseModel):
     """Every path defaults under `var_dir`; each can point elsewhere (or at a server) by config."""
 
@@ -235,6 +251,7 @@ class Settings(BaseModel):
     sources: SourceSettings = SourceSettings()
     forecast: ForecastSettings = ForecastSettings()
     pricing: PricingSettings = PricingSettings()
+    api: ApiSettings = ApiSettings()
 
     def model_post_init(self, __context: Any) -> None:
         v = self.var_dir
@@ -248,6 +265,8 @@ class Settings(BaseModel):
             self.sheets_dir = v / "sheets"
         if self.prefect_home is None:
             self.prefect_home = v / "prefect"
+        if self.api.keys_path is None:
+            self.api.keys_path = v / "api_keys.json"
 
     def ensure_dirs(self) -> None:
         for p in (self.var_dir, Path(self.duckdb_path).parent, self.sheets_dir, self.prefect_home):
@@ -259,7 +278,7 @@ ENV_PREFIX = "IDLECAP_"
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    sections = {"ingest", "sources", "forecast", "pricing"}
+    sections = {"ingest", "sources", "forecast", "pricing", "api"}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key == "IDLECAP_CONFIG":
             continue

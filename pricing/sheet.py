@@ -135,11 +135,18 @@ def _replace(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def publish(sheet: PriceSheet, sheets_dir: Path, set_latest: bool = True) -> tuple[Path, Path]:
-    """Write Parquet, then JSON, then (unless set_latest=False) LATEST; each atomically.
+def forecast_path(sheets_dir: Path, version: int) -> Path:
+    """The internal forecast published with a sheet: served only to internal API keys."""
+    return Path(sheets_dir) / "internal" / f"forecast-{version:06d}.parquet"
+
+
+def publish(sheet: PriceSheet, sheets_dir: Path, set_latest: bool = True,
+            forecast: pd.DataFrame | None = None) -> tuple[Path, Path]:
+    """Write the internal forecast and Parquet, then JSON, then (unless set_latest=False) LATEST; each atomically.
 
     Returns (json, parquet). With set_latest=False the caller points LATEST later (after its
-    history commit) with `point_latest`."""
+    history commit) with `point_latest`. `forecast` (Nixtla long frame) is written first, so a
+    sheet a reader can see always has its forecast next to it."""
     d = Path(sheets_dir)
     d.mkdir(parents=True, exist_ok=True)
     name = sheet_name(sheet.version)
@@ -151,6 +158,14 @@ def publish(sheet: PriceSheet, sheets_dir: Path, set_latest: bool = True) -> tup
         ppath.unlink()
     import io
 
+    if forecast is not None:
+        fpath = forecast_path(d, sheet.version)
+        fpath.parent.mkdir(exist_ok=True)
+        fbuf = io.BytesIO()
+        forecast.to_parquet(fbuf, index=False)
+        if fpath.exists():  # left by a crashed attempt at this version: never served (no JSON)
+            fpath.unlink()
+        _write_exclusive(fpath, fbuf.getvalue())
     flat = items_table(sheet.items)
     for k, v in sheet.header().items():
         flat[f"sheet_{k}"] = v

@@ -1,0 +1,140 @@
+"""The one ASGI middleware in front of every route: request id, body limit, API key, access log.
+
+Pure ASGI rather than BaseHTTPMiddleware or per-route dependencies: it costs a few microseconds
+per request, which is most of the API's overhead over the bare app in bench/. The access log is
+one JSON line per request with the key's id, never the key itself or any header value.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+from api.keys import KeyRing
+
+access_log = logging.getLogger("idlecap.api.access")
+log = logging.getLogger("idlecap.api")
+
+PUBLIC = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+_RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SECRET_PARAM = re.compile(r"(?i)((?:api[_-]?key|key|token|secret|password)=)[^&]*")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def required_scope(path: str) -> str | None:
+    """None for public paths; internal routes need an internal key; the rest a customer key."""
+    if path in PUBLIC:
+        return None
+    return "internal" if path.startswith("/v1/internal/") else "customer"
+
+
+def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for k, v in headers:
+        if k == b"authorization":
+            s = v.decode("latin-1")
+            return s[7:].strip() if s[:7].lower() == "bearer " else None
+        if k == b"x-api-key":
+            return v.decode("latin-1").strip()
+    return None
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Gate:
+    def __init__(self, app, keys: KeyRing, max_body_bytes: int = 16_384, log_requests: bool = True):
+        self.app = app
+        self.keys = keys
+        self.max_body = max_body_bytes
+        self.log_requests = log_requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        headers = scope["headers"]
+        rid = next((v.decode("latin-1") for k, v in headers if k == b"x-request-id"), "")
+        if not _RID.match(rid):
+            rid = uuid.uuid4().hex[:16]
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        rid_b = rid.encode()
+        info = {"status": 500, "bytes": 0, "started": False}
+
+        async def send_wrapped(msg: dict[str, Any]) -> None:
+            if msg["type"] == "http.response.start":
+                info["status"], info["started"] = msg["status"], True
+                msg["headers"] = [*msg.get("headers", []), (b"x-request-id", rid_b)]
+            elif msg["type"] == "http.response.body":
+                info["bytes"] += len(msg.get("body", b""))
+            await send(msg)
+
+        key_id = None
+        try:
+            need = required_scope(scope["path"])
+            if need is not None:
+                rec = self.keys.check(_bearer(headers))
+                if rec is None:
+                    await _error(send_wrapped, 401, "unauthorized",
+                                 "a valid API key is required: send `Authorization: Bearer <key>`", rid,
+                                 [(b"www-authenticate", b'Bearer realm="idlecap"')])
+                    return
+                key_id = rec.key_id
+                state["key_id"] = key_id
+                if not rec.allows(need):
+                    await _error(send_wrapped, 403, "forbidden", f"this key's scope ({rec.scope}) cannot use {need} routes", rid)
+                    return
+            length = next((v for k, v in headers if k == b"content-length"), None)
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                await _error(send_wrapped, 413, "body_too_large", f"request bodies are limited to {self.max_body} bytes", rid)
+                return
+            await self.app(scope, self._limited(receive), send_wrapped)
+        except BodyTooLarge:
+            if not info["started"]:
+                await _error(send_wrapped, 413, "body_too_large", f"request bodies are limited to {self.max_body} bytes", rid)
+        except Exception:
+            # answered here, not by Starlette's error middleware: no trace leaks and the connection stays usable
+            log.exception("unhandled error on %s %s (request %s)", scope["method"], scope["path"], rid)
+            if not info["started"]:
+                await _error(send_wrapped, 500, "internal_error", "internal error; quote the request_id to the operators", rid)
+        finally:
+            if self.log_requests:
+                q = scope.get("query_string", b"").decode("latin-1")
+                access_log.info(json.dumps({
+                    "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "request_id": rid,
+                    "client": (scope.get("client") or ("", 0))[0], "method": scope["method"], "path": scope["path"],
+                    "query": _SECRET_PARAM.sub(r"\1***", q)[:512], "status": info["status"], "bytes": info["bytes"],
+                    "ms": round((time.perf_counter() - t0) * 1000, 2), "key_id": key_id,
+                }))
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Counts streamed (chunked) bodies too: Content-Length is only a claim."""
+        seen = 0
+
+        async def wrapped() -> dict[str, Any]:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLarge()
+            return msg
+
+        return wrapped
+
+
+async def _error(send: Send, status: int, code: str, message: str, rid: str,
+                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps({"error": code, "message": message, "request_id": rid}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(extra or [])]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,161 @@
+"""API keys: stored hashed in a small JSON file, checked in constant time.
+
+A key reads `ick_<key_id>_<secret>`. Only SHA-256 of the secret is stored: secrets are 256 random
+bits, so a slow password hash would add latency to every request without adding safety. The
+key_id finds the record without comparing against every key; the secret is compared with
+`hmac.compare_digest`, and an unknown key_id is compared against a dummy hash so that a miss
+costs the same as a wrong secret. The file is written atomically (0600) and re-read by the API
+when it changes, so keys created or revoked while the API runs take effect without a restart.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+SCOPES = ("customer", "internal")
+PREFIX = "ick"
+_KEY_RE = re.compile(r"^ick_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_DUMMY = hashlib.sha256(b"idlecap-no-such-key").hexdigest()
+
+
+class KeyFileError(ValueError):
+    """The key file cannot be read or has a malformed record."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    name: str
+    scope: str
+    created_at: str
+    sha256: str
+    revoked_at: str | None = None
+
+    def allows(self, scope: str) -> bool:
+        """internal keys can do what customer keys can, not the other way round."""
+        return self.revoked_at is None and (self.scope == scope or self.scope == "internal")
+
+    def public(self) -> dict[str, str | None]:
+        return {"key_id": self.key_id, "name": self.name, "scope": self.scope, "created_at": self.created_at,
+                "revoked_at": self.revoked_at}
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def read_keys(path: Path) -> dict[str, ApiKey]:
+    """All records by key_id; a missing file means no keys (every request is refused)."""
+    p = Path(path)
+    if not p.exists():
+        return {}
+    try:
+        raw = json.loads(p.read_text() or "{}")
+        return {r["key_id"]: ApiKey(**r) for r in raw.get("keys", [])}
+    except (ValueError, TypeError, KeyError) as exc:
+        raise KeyFileError(f"{p}: not a valid idlecap key file ({exc})") from exc
+
+
+def _write_keys(path: Path, keys: dict[str, ApiKey]) -> None:
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    os.fchmod(fd, 0o600)  # hashes only, but nobody else needs to read them
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"keys": [k.__dict__ for k in keys.values()]}, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, p)
+
+
+class _Locked:
+    """An exclusive lock next to the key file, so two `api-key` commands never lose a write."""
+
+    def __init__(self, path: Path):
+        self.lock = Path(path).with_name(Path(path).name + ".lock")
+
+    def __enter__(self):
+        self.lock.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = self.lock.open("a")
+        fcntl.flock(self.fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+def create_key(path: Path, scope: str, name: str = "") -> tuple[str, ApiKey]:
+    """A new key: returns (the key, shown once and never stored, its record)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    with _Locked(path):
+        keys = read_keys(path)
+        key_id = secrets.token_hex(6)
+        while key_id in keys:
+            key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        rec = ApiKey(key_id=key_id, name=name, scope=scope, sha256=_hash(secret),
+                     created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        keys[key_id] = rec
+        _write_keys(path, keys)
+    return f"{PREFIX}_{key_id}_{secret}", rec
+
+
+def revoke_key(path: Path, key_id: str) -> ApiKey:
+    with _Locked(path):
+        keys = read_keys(path)
+        if key_id not in keys:
+            raise KeyError(f"no key {key_id!r} in {path}")
+        rec = keys[key_id]
+        if rec.revoked_at is None:
+            rec = ApiKey(**{**rec.__dict__, "revoked_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            keys[key_id] = rec
+            _write_keys(path, keys)
+    return rec
+
+
+def verify(keys: dict[str, ApiKey], presented: str | None) -> ApiKey | None:
+    """The record of a valid, unrevoked key, else None; timing does not depend on which part was wrong."""
+    m = _KEY_RE.match(presented or "")
+    key_id, secret = (m.group(1), m.group(2)) if m else ("", presented or "")
+    rec = keys.get(key_id)
+    ok = hmac.compare_digest(_hash(secret), rec.sha256 if rec else _DUMMY)
+    return rec if ok and rec is not None and rec.revoked_at is None else None
+
+
+class KeyRing:
+    """The API's view of the key file, re-read when the file changes (checked by `refresh`)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._stamp: tuple[int, int] | None = None
+        self.keys: dict[str, ApiKey] = {}
+        self.error: str | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            st = self.path.stat()
+            stamp = (st.st_ino, st.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = None
+        if stamp == self._stamp and self._stamp is not None:
+            return
+        try:
+            self.keys = read_keys(self.path)
+            self.error = None
+        except KeyFileError as exc:  # keep the keys we had: a bad edit must not lock everyone out
+            self.error = str(exc)
+        self._stamp = stamp
+
+    def check(self, presented: str | None) -> ApiKey | None:
+        return verify(self.keys, presented)

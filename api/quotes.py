@@ -1,0 +1,157 @@
+"""Quotes: what N GPUs of a model cost for a product and start, drawn from a sheet's offered items.
+
+A quote covers consecutive periods: one reserved term, or `hours` of spot made of the sheet's
+spot blocks. In each period the cheapest items are drawn first (then the lowest interruption
+risk), across pools unless `single_pool` asks for one pool for the whole lease. A quote does not
+reserve anything: bookings are recorded by the leasing desk and priced into the next sheet.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from api.store import LoadedSheet, parse_ts
+
+
+class QuoteInvalid(ValueError):
+    """The request cannot be quoted as asked (422)."""
+
+
+class CapacityShort(Exception):
+    """The offered capacity cannot cover the request (409); `detail` says how much there is."""
+
+    def __init__(self, message: str, detail: dict[str, Any]):
+        super().__init__(message)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class QuoteAsk:
+    gpu_model: str
+    product: str
+    start: datetime
+    gpus: int
+    hours: int | None = None
+    region: str | None = None
+    pool: str | None = None
+    single_pool: bool = False
+
+
+def _periods(cands: list[tuple[int, dict[str, Any]]], sheet: LoadedSheet, ask: QuoteAsk) -> list[tuple[datetime, datetime]]:
+    """The (start, end) periods the lease spans, from the items' own boundaries."""
+    first = [i for i, it in cands if sheet.starts[i] == ask.start]
+    if not first:
+        starts = sorted({sheet.starts[i] for i, _ in cands})
+        hint = ", ".join(s.strftime("%Y-%m-%dT%H:%MZ") for s in starts[:6]) or "none"
+        raise CapacityShort(
+            f"no {ask.product} {ask.gpu_model} is offered starting at {ask.start:%Y-%m-%dT%H:%MZ}",
+            {"offered_starts": [s.strftime("%Y-%m-%dT%H:%M:%SZ") for s in starts[:50]], "hint": f"offered starts: {hint}"},
+        )
+    end0 = parse_ts(sheet.items[first[0]]["end"])
+    length = end0 - ask.start
+    if ask.product != "spot":
+        if ask.hours is not None and timedelta(hours=ask.hours) != length:
+            raise QuoteInvalid(f"{ask.product} is a {length / timedelta(hours=1):.0f}-hour term; "
+                               f"hours={ask.hours} does not match (leave hours out)")
+        return [(ask.start, end0)]
+    hours = ask.hours if ask.hours is not None else int(length / timedelta(hours=1))
+    if timedelta(hours=hours) % length:
+        raise QuoteInvalid(f"spot is sold in {length / timedelta(hours=1):.0f}-hour blocks; hours={hours} is not a multiple")
+    n = int(timedelta(hours=hours) / length)
+    return [(ask.start + k * length, ask.start + (k + 1) * length) for k in range(n)]
+
+
+def _line(it: dict[str, Any], gpus: int, start: datetime, end: datetime) -> dict[str, Any]:
+    hours = (end - start) / timedelta(hours=1)
+    return {
+        "pool": it["pool"], "region": it["region"], "start": it["start"], "end": it["end"], "gpus": gpus,
+        "hours": hours, "price_per_gpu_hour": it["price_per_gpu_hour"],
+        "subtotal": round(gpus * hours * it["price_per_gpu_hour"], 2), "interruption_risk": it.get("interruption_risk"),
+    }
+
+
+def quote(sheet: LoadedSheet, ask: QuoteAsk) -> dict[str, Any]:
+    """The priced lines and total for `ask` on `sheet`; raises CapacityShort or QuoteInvalid."""
+    if ask.start.tzinfo is None:
+        raise QuoteInvalid("start needs a time zone, e.g. 2026-11-24T00:00:00Z")
+    cands = [(i, it) for i, it in enumerate(sheet.items)
+             if it["gpu_model"] == ask.gpu_model and it["product"] == ask.product
+             and (ask.region is None or it["region"] == ask.region) and (ask.pool is None or it["pool"] == ask.pool)
+             and it["gpus_offered"] > 0]
+    if not cands:
+        offered = sorted({(it["gpu_model"], it["product"]) for it in sheet.items})
+        raise CapacityShort(
+            f"sheet v{sheet.version} offers no {ask.product} {ask.gpu_model}"
+            + (f" in region {ask.region}" if ask.region else "") + (f" in pool {ask.pool}" if ask.pool else ""),
+            {"offered": [{"gpu_model": g, "product": p} for g, p in offered]},
+        )
+    periods = _periods(cands, sheet, ask)
+    by_period: list[list[dict[str, Any]]] = []
+    for s, _ in periods:
+        here = [it for i, it in cands if sheet.starts[i] == s]
+        here.sort(key=lambda it: (it["price_per_gpu_hour"], it.get("interruption_risk") or 0.0, it["pool"]))
+        by_period.append(here)
+    if ask.single_pool:
+        lines = _single_pool(by_period, periods, ask)
+    else:
+        lines, short = [], []
+        for (s, e), here in zip(periods, by_period):
+            need = ask.gpus
+            for it in here:
+                take = min(need, int(it["gpus_offered"]))
+                if take:
+                    lines.append(_line(it, take, s, e))
+                    need -= take
+                if need == 0:
+                    break
+            if need:
+                short.append({"start": s.strftime("%Y-%m-%dT%H:%M:%SZ"), "available_gpus": ask.gpus - need})
+        if short:
+            avail = min(x["available_gpus"] for x in short)
+            raise CapacityShort(
+                f"only {avail} of {ask.gpus} {ask.gpu_model} GPUs are offered as {ask.product} for the whole lease",
+                {"requested_gpus": ask.gpus, "available_gpus": avail, "short_periods": short},
+            )
+    total = round(sum(x["subtotal"] for x in lines), 2)
+    gpu_hours = sum(x["gpus"] * x["hours"] for x in lines)
+    ident = f"{sheet.version}|{ask}".encode()
+    return {
+        "quote_id": hashlib.sha256(ident).hexdigest()[:16], "sheet_version": sheet.version,
+        "valid_until": sheet.header["valid_until"], "currency": sheet.header["currency"],
+        "gpu_model": ask.gpu_model, "product": ask.product, "gpus": ask.gpus,
+        "start": periods[0][0].strftime("%Y-%m-%dT%H:%M:%SZ"), "end": periods[-1][1].strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "gpu_hours": gpu_hours, "total_price": total,
+        "average_price_per_gpu_hour": round(total / gpu_hours, 4) if gpu_hours else None,
+        "lines": lines,
+    }
+
+
+def _single_pool(by_period: list[list[dict[str, Any]]], periods: list[tuple[datetime, datetime]],
+                 ask: QuoteAsk) -> list[dict[str, Any]]:
+    """The cheapest pool that offers all `gpus` in every period."""
+    best: tuple[float, str, list[dict[str, Any]]] | None = None
+    most: dict[str, int] = {}
+    pools = {it["pool"] for here in by_period for it in here}
+    for pool in sorted(pools):
+        lines = []
+        for (s, e), here in zip(periods, by_period):
+            it = next((x for x in here if x["pool"] == pool), None)
+            have = int(it["gpus_offered"]) if it else 0
+            most[pool] = min(most.get(pool, have), have)
+            if have < ask.gpus:
+                lines = None
+                break
+            lines.append(_line(it, ask.gpus, s, e))
+        if lines is not None:
+            cost = sum(x["subtotal"] for x in lines)
+            if best is None or cost < best[0]:
+                best = (cost, pool, lines)
+    if best is None:
+        avail = max(most.values(), default=0)
+        raise CapacityShort(
+            f"no single pool offers {ask.gpus} {ask.gpu_model} GPUs as {ask.product} for the whole lease (most: {avail})",
+            {"requested_gpus": ask.gpus, "available_gpus": avail, "by_pool": most},
+        )
+    return best[2]

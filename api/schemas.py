@@ -1,0 +1,166 @@
+"""Request and response models: the OpenAPI contract, named after the price sheet contract (DESIGN.md).
+
+Responses are built from pre-encoded bytes for speed, so these models document them (and the
+schema-driven tests check the bytes against them) rather than validate them per request.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+PRODUCT_PATTERN = r"^(spot|reserved_[0-9]{1,3}d)$"
+
+
+class Reference(BaseModel):
+    provider: str | None
+    region: str | None
+    sku: str | None
+    product: str | None
+    price: float | None
+    as_of: str | None
+
+
+class PriceItem(BaseModel):
+    pool: str
+    gpu_model: str
+    region: str
+    product: str = Field(description="spot | reserved_1d | reserved_7d | reserved_30d")
+    start: str = Field(description="lease start, UTC ISO 8601")
+    end: str
+    price_per_gpu_hour: float | None
+    gpus_offered: int
+    interruption_risk: float | None = Field(description="spot: forecast probability of a reclaim within the block")
+    reference: Reference
+    discount_vs_reference: float | None
+    undercut_usd_per_gpu_hour: float | None
+    floor: float | None
+    guardrails: list[str]
+
+
+class SheetHeader(BaseModel):
+    version: int
+    generated_at: str
+    valid_from: str
+    valid_until: str
+    data_through: str
+    mlflow_run_id: str | None
+    forecast_id: str | None
+    currency: str
+    content_sha256: str
+
+
+class PriceSheet(SheetHeader):
+    items: list[PriceItem]
+
+
+class SheetSummary(SheetHeader):
+    items: int = Field(description="number of items")
+
+
+class SheetsPage(BaseModel):
+    sheets: list[SheetSummary]
+    next_page_token: str | None
+
+
+class PricesPage(BaseModel):
+    sheet_version: int
+    valid_from: str
+    valid_until: str
+    currency: str
+    total: int = Field(description="items matching the filters, over all pages")
+    items: list[PriceItem]
+    next_page_token: str | None
+
+
+class QuoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gpu_model: str = Field(min_length=1, max_length=64, examples=["V100"])
+    product: str = Field(pattern=PRODUCT_PATTERN, examples=["spot", "reserved_7d"])
+    start: AwareDatetime = Field(description="lease start with a time zone; must be an item start in the sheet")
+    gpus: int = Field(ge=1, le=100_000)
+    hours: int | None = Field(None, ge=1, le=24 * 366, description="spot only: lease length (a multiple of the block)")
+    region: str | None = Field(None, max_length=64)
+    pool: str | None = Field(None, max_length=128)
+    single_pool: bool = Field(False, description="all GPUs from one pool (e.g. for one distributed job)")
+
+
+class QuoteLine(BaseModel):
+    pool: str
+    region: str
+    start: str
+    end: str
+    gpus: int
+    hours: float
+    price_per_gpu_hour: float
+    subtotal: float
+    interruption_risk: float | None
+
+
+class Quote(BaseModel):
+    quote_id: str
+    sheet_version: int
+    valid_until: str = Field(description="the quote's prices hold while this sheet is in force")
+    currency: str
+    gpu_model: str
+    product: str
+    gpus: int
+    start: str
+    end: str
+    gpu_hours: float
+    total_price: float
+    average_price_per_gpu_hour: float | None
+    lines: list[QuoteLine]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="a stable machine-readable code")
+    message: str
+    request_id: str | None = None
+    detail: list[dict] | dict | None = None
+
+
+class ForecastHour(BaseModel):
+    ds: str
+    mean: float
+    q05: float
+    q10: float
+    q25: float
+    q50: float
+    q75: float
+    q90: float
+    q95: float
+    gpus_total: float
+
+
+class SpotRisk(BaseModel):
+    start: str
+    end: str
+    interruption_risk: float | None
+    price_per_gpu_hour: float | None
+    gpus_offered: int
+
+
+class InternalForecast(BaseModel):
+    pool: str
+    sheet_version: int
+    forecast_id: str | None
+    model: str | None
+    origin: str | None
+    hours: list[ForecastHour]
+    spot: list[SpotRisk]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    ready: bool
+    sheet_version: int | None
+    valid_until: str | None
+    expired: bool | None
+    reason: str | None
+    last_reload_error: str | None
+

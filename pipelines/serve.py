@@ -1,0 +1,37 @@
+"""Builds the leasing API from the settings: the only place api/ meets configuration."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from api.app import ApiConfig, create_app
+from pipelines.settings import Settings, load_settings
+
+
+def api_config(settings: Settings) -> ApiConfig:
+    a = settings.api
+    return ApiConfig(sheets_dir=settings.sheets_dir, keys_path=a.keys_path, reload_seconds=a.reload_seconds,
+                     max_body_bytes=a.max_body_bytes, page_size=a.page_size, max_page_size=a.max_page_size,
+                     access_log=a.access_log)
+
+
+def configure_logging() -> None:
+    """Access lines are JSON already; everything goes to stderr, one line per event."""
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(message)s"))
+    acc = logging.getLogger("idlecap.api.access")
+    acc.handlers[:] = [h]
+    acc.setLevel(logging.INFO)
+    acc.propagate = False
+    h2 = logging.StreamHandler(sys.stderr)
+    h2.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    app_log = logging.getLogger("idlecap.api")
+    app_log.handlers[:] = [h2]
+    app_log.setLevel(logging.INFO)
+    app_log.propagate = False
+
+
+def app():
+    """uvicorn factory (`pipelines.serve:app`), so `--workers N` can start each worker the same way."""
+    configure_logging()
+    return create_app(api_config(load_settings()))
