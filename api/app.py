@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from api import schemas
-from api.gate import PUBLIC, BodyTooLarge, Gate
+from api.gate import PUBLIC, Gate
 from api.keys import KeyRing
 from api.quotes import CapacityShort, QuoteAsk, QuoteInvalid, quote
 from api.store import LoadedSheet, SheetStore
@@ -183,12 +183,8 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
         return _err(request, exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(request: Request, exc: BodyTooLarge) -> Response:
-        return _err(request, 413, "body_too_large", f"request bodies are limited to {config.max_body_bytes} bytes")
 
     # ---- probes ---------------------------------------------------------------------------------
     @app.get("/healthz", response_model=schemas.Health, tags=["probes"])

@@ -13,6 +13,8 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable
 
+from fastapi import HTTPException
+
 from api.keys import KeyRing
 
 access_log = logging.getLogger("idlecap.api.access")
@@ -44,8 +46,11 @@ def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """An HTTPException so FastAPI's body parsing passes it on instead of turning it into a 400."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"request bodies are limited to {limit} bytes")
 
 
 class Gate:
@@ -125,7 +130,7 @@ class Gate:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.max_body:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(self.max_body)
             return msg
 
         return wrapped

@@ -24,7 +24,6 @@ import math
 import multiprocessing as mp
 import queue
 import sys
-import threading
 import time
 from array import array
 from collections import Counter
@@ -38,6 +37,7 @@ except ImportError:  # still works, just slower: the numbers then say more about
 
 MAX_HEAD = 64 * 1024  # a response head larger than this is treated as a protocol error
 WATCHDOG_TICK_S = 0.1
+START_TIMEOUT_S = 60.0  # worker processes: spawn + imports
 
 # parser states
 _HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _UNTIL_CLOSE, _DONE = range(8)
@@ -134,7 +134,7 @@ class _Conn(asyncio.Protocol):
     # -- client side
     def request(self, data: bytes) -> asyncio.Future[tuple[int, int]]:
         """Send one request; the future gives (status, body bytes) or raises a _Failure."""
-        self._waiter = self._loop.create_future()
+        waiter = self._waiter = self._loop.create_future()
         self._state = _HEAD
         self._buf.clear()
         self._body = 0
@@ -146,7 +146,7 @@ class _Conn(asyncio.Protocol):
             self._fail(_Closed(False))
         else:
             transport.write(data)
-        return self._waiter
+        return waiter
 
     def abort(self, exc: BaseException) -> None:
         """Drop the connection now; an in-flight request fails with `exc`."""
@@ -440,15 +440,41 @@ def _run_shard(host: str, port: int, requests: list[bytes], concurrency: int, fi
     return asyncio.run(runner.run())
 
 
-def _worker(out: Any, barrier: Any, index: int, args: tuple[Any, ...]) -> None:
-    """Process entry point: wait until every worker is up, so all windows cover the same time."""
+def _worker(out: Any, go: Any, index: int, args: tuple[Any, ...]) -> None:
+    """Process entry point: report ready, then start when every worker is up, so that all
+    measured windows cover the same time."""
     try:
-        barrier.wait()
+        out.put(("ready", index, None))
+        if not go.wait(timeout=START_TIMEOUT_S):
+            return  # the parent gave up
         shard = _run_shard(*args)
-        out.put((index, shard.latencies_ms.tobytes(), shard.body_bytes, dict(shard.errors),
-                 shard.window_s, None))
+        out.put(("done", index, (shard.latencies_ms.tobytes(), shard.body_bytes,
+                                 dict(shard.errors), shard.window_s)))
     except BaseException as exc:  # report it: a silent worker would leave the parent waiting
-        out.put((index, b"", 0, {}, 0.0, f"{type(exc).__name__}: {exc}"))
+        out.put(("failed", index, f"{type(exc).__name__}: {exc}"))
+
+
+def _collect(out: Any, procs: list[Any], kind: str, timeout_s: float) -> dict[int, Any]:
+    """One `kind` message per worker; fail fast if a worker dies or reports a failure."""
+    got: dict[int, Any] = {}
+    end_by = time.monotonic() + timeout_s
+    while len(got) < len(procs):
+        if time.monotonic() > end_by:
+            raise RuntimeError(f"load workers: {len(procs) - len(got)} did not report {kind!r} "
+                               f"in {timeout_s:.0f} s")
+        try:
+            what, index, payload = out.get(timeout=0.2)
+        except queue.Empty:
+            dead = [p.exitcode for k, p in enumerate(procs) if k not in got and not p.is_alive()]
+            if dead and out.empty():
+                raise RuntimeError(f"load worker exited early (exit codes {dead}); a caller "
+                                   "script needs the `if __name__ == '__main__':` guard") from None
+            continue
+        if what == "failed":
+            raise RuntimeError(f"load worker {index} failed: {payload}")
+        if what == kind:
+            got[index] = payload
+    return got
 
 
 def _run_processes(host: str, port: int, requests: list[bytes], concurrency: int,
@@ -456,7 +482,7 @@ def _run_processes(host: str, port: int, requests: list[bytes], concurrency: int
                    request_timeout_s: float, connect_timeout_s: float) -> list[_Shard]:
     ctx = mp.get_context("spawn")  # no fork: the caller may have threads or a running loop
     out = ctx.Queue()
-    barrier = ctx.Barrier(processes + 1)
+    go = ctx.Event()
     sizes = [concurrency // processes + (1 if k < concurrency % processes else 0)
              for k in range(processes)]
     procs = []
@@ -465,31 +491,19 @@ def _run_processes(host: str, port: int, requests: list[bytes], concurrency: int
         args = (host, port, requests, size, first, duration_s, warmup_s, request_timeout_s,
                 connect_timeout_s)
         first += size
-        p = ctx.Process(target=_worker, args=(out, barrier, k, args), daemon=True)
+        p = ctx.Process(target=_worker, args=(out, go, k, args), daemon=True)
         p.start()
         procs.append(p)
     try:
-        try:
-            barrier.wait(timeout=60.0)  # spawn + imports take a while on a loaded box
-        except threading.BrokenBarrierError:
-            raise RuntimeError("load worker processes did not start in 60 s") from None
-        shards: list[_Shard] = []
-        failures: list[str] = []
-        end_by = time.monotonic() + duration_s + 30.0
-        for _ in procs:
-            try:
-                _, lat, nbytes, errs, window, failure = out.get(
-                    timeout=max(1.0, end_by - time.monotonic()))
-            except queue.Empty:
-                raise RuntimeError("a load worker process did not report back") from None
-            if failure:
-                failures.append(failure)
-                continue
+        _collect(out, procs, "ready", START_TIMEOUT_S)  # spawn + imports: slow on a busy box
+        go.set()
+        done = _collect(out, procs, "done", duration_s + 30.0)
+        shards = []
+        for k in range(processes):
+            raw, body_bytes, errors, window_s = done[k]
             latencies = array("d")
-            latencies.frombytes(lat)
-            shards.append(_Shard(latencies, nbytes, Counter(errs), window))
-        if failures:
-            raise RuntimeError("load worker failed: " + "; ".join(failures))
+            latencies.frombytes(raw)
+            shards.append(_Shard(latencies, body_bytes, Counter(errors), window_s))
         return shards
     finally:
         for p in procs:

@@ -1,0 +1,103 @@
+"""api.quotes: cheapest capacity first, whole periods covered, clear refusals."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from api.quotes import CapacityShort, QuoteAsk, QuoteInvalid, quote
+from api.store import load_sheet, parse_ts
+from pricing.sheet import sheet_name
+
+from api_helpers import publish_sheet
+
+NOW = pd.Timestamp("2026-01-05 10:00", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def sheet(tmp_path_factory):
+    d = tmp_path_factory.mktemp("q")
+    publish_sheet(d, 1, NOW)
+    return load_sheet(d / f"{sheet_name(1)}.json")
+
+
+def _spot(sheet, model="V100", k=0):
+    starts = sorted({parse_ts(i["start"]) for i in sheet.items if i["product"] == "spot" and i["gpu_model"] == model})
+    return starts[k]
+
+
+def test_draws_cheapest_first_and_totals_add_up(sheet):
+    start = _spot(sheet)
+    offered = sorted((i for i in sheet.items if i["product"] == "spot" and i["gpu_model"] == "V100"
+                      and parse_ts(i["start"]) == start), key=lambda i: i["price_per_gpu_hour"])
+    want = offered[0]["gpus_offered"] + 1  # needs the cheapest pool and one GPU of the next
+    q = quote(sheet, QuoteAsk("V100", "spot", start, want))
+    assert [ln["pool"] for ln in q["lines"]] == [offered[0]["pool"], offered[1]["pool"]]
+    assert [ln["gpus"] for ln in q["lines"]] == [offered[0]["gpus_offered"], 1]
+    assert q["total_price"] == pytest.approx(sum(ln["subtotal"] for ln in q["lines"]), abs=0.011)
+    assert q["total_price"] == pytest.approx(6 * (offered[0]["gpus_offered"] * offered[0]["price_per_gpu_hour"]
+                                                  + offered[1]["price_per_gpu_hour"]), abs=0.011)
+    assert q["gpu_hours"] == 6 * want and q["sheet_version"] == 1
+
+
+def test_spot_hours_span_consecutive_blocks(sheet):
+    start = _spot(sheet)
+    q = quote(sheet, QuoteAsk("V100", "spot", start, 3, hours=18))
+    blocks = sorted({ln["start"] for ln in q["lines"]})
+    assert len(blocks) == 3 and q["end"] == (start + timedelta(hours=18)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for b in blocks:
+        assert sum(ln["gpus"] for ln in q["lines"] if ln["start"] == b) == 3
+    with pytest.raises(QuoteInvalid, match="6-hour blocks"):
+        quote(sheet, QuoteAsk("V100", "spot", start, 1, hours=7))
+
+
+def test_reserved_is_one_term(sheet):
+    start = parse_ts(next(i["start"] for i in sheet.items if i["product"] == "reserved_7d"))
+    q = quote(sheet, QuoteAsk("V100", "reserved_7d", start, 2))
+    assert q["gpu_hours"] == 2 * 168
+    with pytest.raises(QuoteInvalid, match="168-hour term"):
+        quote(sheet, QuoteAsk("V100", "reserved_7d", start, 2, hours=24))
+
+
+def test_not_enough_capacity_says_how_much_there_is(sheet):
+    start = _spot(sheet)
+    total = sum(i["gpus_offered"] for i in sheet.items if i["product"] == "spot" and i["gpu_model"] == "V100"
+                and parse_ts(i["start"]) == start)
+    with pytest.raises(CapacityShort) as e:
+        quote(sheet, QuoteAsk("V100", "spot", start, total + 1))
+    assert e.value.detail["available_gpus"] == total and e.value.detail["requested_gpus"] == total + 1
+    with pytest.raises(CapacityShort, match="offers no spot B200"):
+        quote(sheet, QuoteAsk("B200", "spot", start, 1))
+    with pytest.raises(CapacityShort, match="starting at"):
+        quote(sheet, QuoteAsk("V100", "spot", start + timedelta(hours=1), 1))
+    with pytest.raises(CapacityShort, match="no single pool"):
+        quote(sheet, QuoteAsk("V100", "spot", start, 17, single_pool=True))  # pools offer 8, 4, 16
+
+
+def test_single_pool_picks_the_cheapest_pool_that_fits(sheet):
+    start = _spot(sheet)
+    q = quote(sheet, QuoteAsk("V100", "spot", start, 5, hours=12, single_pool=True))
+    assert {ln["pool"] for ln in q["lines"]} <= {"p1", "p3"} and len({ln["pool"] for ln in q["lines"]}) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(gpus=st.integers(1, 40), blocks=st.integers(1, 4), k=st.integers(0, 3), region=st.sampled_from([None, "dc1", "dc2"]))
+def test_quote_properties(sheet, gpus, blocks, k, region):
+    """Either every period gets exactly `gpus` from items that offer them, or the refusal is justified."""
+    start = _spot(sheet, k=k)
+    ask = QuoteAsk("V100", "spot", start, gpus, hours=6 * blocks, region=region)
+    try:
+        q = quote(sheet, ask)
+    except CapacityShort as e:
+        assert e.detail.get("available_gpus", 0) < gpus or "offered_starts" in e.detail
+        return
+    by_item = {(i["pool"], i["start"]): i for i in sheet.items if i["product"] == "spot"}
+    for ln in q["lines"]:
+        it = by_item[(ln["pool"], ln["start"])]
+        assert 0 < ln["gpus"] <= it["gpus_offered"] and ln["price_per_gpu_hour"] == it["price_per_gpu_hour"]
+        assert region is None or ln["region"] == region
+    for b in range(blocks):
+        s = (start + timedelta(hours=6 * b)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert sum(ln["gpus"] for ln in q["lines"] if ln["start"] == s) == gpus

@@ -1,0 +1,93 @@
+"""api.store: follows LATEST, never sees a half-written sheet, keeps the last good one."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pandas as pd
+import pytest
+
+from api.store import SheetStore, SheetUnreadable, load_sheet
+from pricing.sheet import LATEST, point_latest, sheet_name
+
+from api_helpers import make_sheet, publish_sheet
+
+NOW = pd.Timestamp("2026-01-05 10:00", tz="UTC")
+
+
+def test_empty_dir_has_no_sheet_then_picks_up_the_first(tmp_path):
+    store = SheetStore(tmp_path)
+    assert store.current is None and store.versions() == []
+    publish_sheet(tmp_path, 1, NOW)
+    assert store.refresh() is True
+    assert store.current.version == 1
+    assert store.refresh() is False  # nothing changed: one stat, no reload
+
+
+def test_serves_the_file_bytes_and_a_content_etag(tmp_path):
+    publish_sheet(tmp_path, 1, NOW)
+    s = load_sheet(tmp_path / f"{sheet_name(1)}.json")
+    assert s.body == (tmp_path / f"{sheet_name(1)}.json").read_bytes()
+    assert s.etag.strip('"') == hashlib.sha256(s.body).hexdigest()[:32]
+    assert json.loads(s.item_bytes[0]) == s.items[0]
+
+
+def test_half_written_files_are_invisible(tmp_path):
+    publish_sheet(tmp_path, 1, NOW)
+    store = SheetStore(tmp_path)
+    # a writer mid-way: temp files and a Parquet, no JSON, LATEST not moved
+    (tmp_path / f".{sheet_name(2)}.json.abc.tmp").write_text('{"version": 2, "items": [')
+    (tmp_path / f"{sheet_name(2)}.parquet").write_bytes(b"PAR1")
+    assert store.refresh() is False
+    assert store.current.version == 1
+    # the JSON is complete but LATEST not pointed yet (history commit pending): still v1
+    make_v2 = make_sheet(2, NOW + pd.Timedelta(hours=24))
+    from pricing.sheet import publish
+
+    (tmp_path / f"{sheet_name(2)}.parquet").unlink()
+    publish(make_v2, tmp_path, set_latest=False)
+    store.refresh()
+    assert store.current.version == 1 and store.versions() == [1] and store.get(2) is None
+    point_latest(tmp_path, 2)
+    assert store.refresh() and store.current.version == 2 and store.versions() == [2, 1]
+
+
+def test_unreadable_latest_keeps_the_last_good_sheet(tmp_path):
+    publish_sheet(tmp_path, 1, NOW)
+    store = SheetStore(tmp_path)
+    (tmp_path / f"{sheet_name(2)}.json").write_text('{"version": 2, "items": [')  # corrupt
+    point_latest(tmp_path, 2)
+    assert store.refresh() is False
+    assert store.current.version == 1
+    assert "not a complete price sheet" in store.last_error
+    (tmp_path / LATEST).write_text("../../etc/passwd\n")
+    store.refresh()
+    assert store.current.version == 1 and "not a sheet file" in store.last_error
+
+
+def test_latest_never_goes_backwards(tmp_path):
+    publish_sheet(tmp_path, 1, NOW)
+    publish_sheet(tmp_path, 2, NOW)
+    store = SheetStore(tmp_path)
+    point_latest(tmp_path, 1)
+    store.refresh()
+    assert store.current.version == 2 and "points back" in store.last_error
+
+
+def test_history_versions_and_cache(tmp_path):
+    for v in range(1, 13):
+        publish_sheet(tmp_path, v, NOW + pd.Timedelta(hours=v))
+    store = SheetStore(tmp_path, cache_size=3)
+    assert store.versions() == list(range(12, 0, -1))
+    for v in range(1, 13):
+        assert store.get(v).version == v
+        assert store.summary(v)["items"] == len(store.get(v).items)
+    assert len(store._cache) <= 3
+    assert store.get(13) is None and store.get(0) is None
+
+
+def test_load_sheet_rejects_a_renamed_file(tmp_path):
+    publish_sheet(tmp_path, 1, NOW)
+    (tmp_path / f"{sheet_name(1)}.json").rename(tmp_path / f"{sheet_name(7)}.json")
+    with pytest.raises(SheetUnreadable, match="does not match version"):
+        load_sheet(tmp_path / f"{sheet_name(7)}.json")
