@@ -46,6 +46,10 @@ class ApiConfig:
     access_log: bool = True
 
 
+HISTORY_PARAMS = frozenset({"limit", "page_token"})
+PRICES_PARAMS = frozenset({"gpu_model", "region", "pool", "product", "start_from", "start_to", "limit", "page_token"})
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -88,6 +92,13 @@ def _untoken(token: str) -> dict[str, Any]:
         return out
     except (ValueError, orjson.JSONDecodeError):
         raise ApiError(422, "invalid_page_token", "page_token is not one this API issued; start again without it") from None
+
+
+def _only(request: Request, allowed: frozenset[str]) -> None:
+    """A misspelt filter (`?gpu=V100`) must not silently return everything."""
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        raise ApiError(422, "invalid_request", f"unknown query parameter(s) {unknown}; this route takes {sorted(allowed)}")
 
 
 def _csv(values: list[str] | None) -> set[str] | None:
@@ -183,7 +194,7 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
+        code = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
         return _err(request, exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     # ---- probes ---------------------------------------------------------------------------------
@@ -240,9 +251,10 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @app.get("/v1/price-sheets", tags=["prices"], response_model=None,
              responses={200: {"model": schemas.SheetsPage}, 503: {"model": schemas.ErrorBody}, **errors})
-    async def price_sheets(limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    async def price_sheets(request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20,
                            page_token: Annotated[str | None, Query(max_length=512)] = None) -> Response:
         """Published sheets, newest first (headers and item counts)."""
+        _only(request, HISTORY_PARAMS)
         current()
         before = None
         if page_token:
@@ -267,14 +279,15 @@ def create_app(config: ApiConfig) -> FastAPI:
         region: Annotated[list[str] | None, Query(max_length=20)] = None,
         pool: Annotated[list[str] | None, Query(max_length=50)] = None,
         product: Annotated[list[str] | None, Query(max_length=10, description="spot, reserved_1d, ...")] = None,
-        start_from: Annotated[schemas.AwareDatetime | None, Query(description="items starting at or after")] = None,
-        start_to: Annotated[schemas.AwareDatetime | None, Query(description="items starting before")] = None,
+        start_from: Annotated[schemas.Timestamp | None, Query(description="items starting at or after")] = None,
+        start_to: Annotated[schemas.Timestamp | None, Query(description="items starting before")] = None,
         limit: Annotated[int | None, Query(ge=1, le=config.max_page_size)] = None,
         page_token: Annotated[str | None, Query(max_length=512)] = None,
     ) -> Response:
         """Items of the current sheet filtered like a cloud price list, paginated with `next_page_token`.
 
         A token pins the sheet version it started on, so paging stays consistent across a switch."""
+        _only(request, PRICES_PARAMS)
         prods = _csv(product)
         bad = sorted(p for p in (prods or ()) if not re.fullmatch(schemas.PRODUCT_PATTERN, p))
         if bad:
@@ -311,6 +324,7 @@ def create_app(config: ApiConfig) -> FastAPI:
     @app.post("/v1/quotes", tags=["quotes"], response_model=None,
               responses={200: {"model": schemas.Quote}, 409: {"model": schemas.ErrorBody,
                          "description": "the offered capacity cannot cover the request"},
+                         400: {"model": schemas.ErrorBody, "description": "the body is not JSON"},
                          413: {"model": schemas.ErrorBody}, 503: {"model": schemas.ErrorBody}, **errors})
     async def quotes(ask: schemas.QuoteRequest) -> Response:
         """Price N GPUs of a model for a product and start from the current sheet (not a reservation)."""
@@ -327,9 +341,10 @@ def create_app(config: ApiConfig) -> FastAPI:
     @app.get("/v1/internal/forecasts/{pool}", tags=["internal"], response_model=None,
              responses={200: {"model": schemas.InternalForecast}, 404: {"model": schemas.ErrorBody},
                         503: {"model": schemas.ErrorBody}, **errors})
-    async def internal_forecast(pool: Annotated[str, PathParam(max_length=128)],
+    async def internal_forecast(request: Request, pool: Annotated[str, PathParam(max_length=128)],
                                 version: Annotated[int | None, Query(ge=1, le=999_999)] = None) -> Response:
         """The idle-GPU forecast a sheet was priced from, and its spot interruption risks (internal keys only)."""
+        _only(request, frozenset({"version"}))
         s = current() if version is None else await asyncio.to_thread(store.get, version)
         if s is None:
             raise ApiError(404, "not_found", f"no published price sheet v{version}")

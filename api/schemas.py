@@ -7,9 +7,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 PRODUCT_PATTERN = r"^(spot|reserved_[0-9]{1,3}d)$"
+
+
+def _iso_only(v: Any) -> Any:
+    """Pydantic would read a number as Unix seconds; a price API should not guess what 0.5 means."""
+    if isinstance(v, (int, float)) or (isinstance(v, str) and v.strip().replace(".", "", 1).lstrip("-").isdigit()):
+        raise ValueError("use an ISO 8601 date-time with a time zone, e.g. 2026-11-24T00:00:00Z")
+    return v
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 
 class Reference(BaseModel):
@@ -78,7 +90,7 @@ class QuoteRequest(BaseModel):
 
     gpu_model: str = Field(min_length=1, max_length=64, examples=["V100"])
     product: str = Field(pattern=PRODUCT_PATTERN, examples=["spot", "reserved_7d"])
-    start: AwareDatetime = Field(description="lease start with a time zone; must be an item start in the sheet")
+    start: Timestamp = Field(description="lease start with a time zone; must be an item start in the sheet")
     gpus: int = Field(ge=1, le=100_000)
     hours: int | None = Field(None, ge=1, le=24 * 366, description="spot only: lease length (a multiple of the block)")
     region: str | None = Field(None, max_length=64)

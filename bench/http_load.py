@@ -287,6 +287,7 @@ class _Shard:
     body_bytes: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     window_s: float = 0.0
+    retried: int = 0  # requests resent once after the server closed a reused connection
 
 
 def _build_requests(host: str, port: int, paths: list[str], headers: dict[str, str]) -> list[bytes]:
@@ -389,6 +390,8 @@ class _Runner:
                 conn = None
                 if reused and not exc.got_bytes and not retried:
                     retried = True
+                    if record_from <= perf() <= deadline:
+                        self.shard.retried += 1
                     continue
                 retried = False
                 self._error(exc.kind)
@@ -449,7 +452,7 @@ def _worker(out: Any, go: Any, index: int, args: tuple[Any, ...]) -> None:
             return  # the parent gave up
         shard = _run_shard(*args)
         out.put(("done", index, (shard.latencies_ms.tobytes(), shard.body_bytes,
-                                 dict(shard.errors), shard.window_s)))
+                                 dict(shard.errors), shard.window_s, shard.retried)))
     except BaseException as exc:  # report it: a silent worker would leave the parent waiting
         out.put(("failed", index, f"{type(exc).__name__}: {exc}"))
 
@@ -500,10 +503,10 @@ def _run_processes(host: str, port: int, requests: list[bytes], concurrency: int
         done = _collect(out, procs, "done", duration_s + 30.0)
         shards = []
         for k in range(processes):
-            raw, body_bytes, errors, window_s = done[k]
+            raw, body_bytes, errors, window_s, retried = done[k]
             latencies = array("d")
             latencies.frombytes(raw)
-            shards.append(_Shard(latencies, body_bytes, Counter(errors), window_s))
+            shards.append(_Shard(latencies, body_bytes, Counter(errors), window_s, retried))
         return shards
     finally:
         for p in procs:
@@ -536,6 +539,7 @@ def _summarize(shards: list[_Shard], concurrency: int, processes: int) -> dict[s
         "requests": n,
         "errors": sum(errors.values()),
         "errors_by_status": dict(sorted(errors.items())),
+        "retried": sum(s.retried for s in shards),
         "rps": round(n / window, 1) if window > 0 else 0.0,
         "p50_ms": ms(_percentile(latencies, 0.50) if n else None),
         "p90_ms": ms(_percentile(latencies, 0.90) if n else None),
@@ -560,7 +564,8 @@ def run_load(host: str, port: int, paths: list[str], headers: dict[str, str],
     event loop, for when one client core cannot keep up with the server.
 
     Returns requests, errors (total), errors_by_status ({"503": n, "connect": n, "closed": n,
-    "timeout": n, "protocol": n}), rps, p50/p90/p99/max/mean latency in ms (None when nothing
+    "timeout": n, "protocol": n}), retried (requests resent once because the server closed a
+    reused keep-alive connection without answering; not errors), rps, p50/p90/p99/max/mean latency in ms (None when nothing
     completed), bytes_per_response (mean body bytes), measured_s, concurrency, processes.
     """
     if not paths:
