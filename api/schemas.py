@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+import re
+
+from pydantic import AfterValidator, AwareDatetime, WithJsonSchema, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 PRODUCT_PATTERN = r"^(spot|reserved_[0-9]{1,3}d)$"
 
@@ -22,6 +24,39 @@ def _iso_only(v: Any) -> Any:
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+MAX_PAGE_SIZE = 1000
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+def _product(v: str) -> str:
+    if not re.fullmatch(PRODUCT_PATTERN, v):
+        raise ValueError(f"unknown product {v[:40]!r}: use spot or reserved_<N>d (e.g. reserved_7d)")
+    return v
+
+
+Product = Annotated[str, AfterValidator(_product), WithJsonSchema({"type": "string", "pattern": PRODUCT_PATTERN})]
+
+
+class PricesQuery(BaseModel):
+    """Filters of GET /v1/prices; list filters may repeat (`?pool=a&pool=b`) or be comma-separated."""
+
+    model_config = ConfigDict(extra="forbid")
+    LIST_FIELDS: ClassVar[frozenset[str]] = frozenset({"gpu_model", "region", "pool", "product"})
+
+    gpu_model: list[Name] | None = Field(None, max_length=20, description="e.g. V100, H100")
+    region: list[Name] | None = Field(None, max_length=20)
+    pool: list[Name] | None = Field(None, max_length=100)
+    product: list[Product] | None = Field(None, max_length=10, description="spot, reserved_1d, reserved_7d, reserved_30d")
+    start_from: Timestamp | None = Field(None, description="items starting at or after (ISO 8601 with a time zone)")
+    start_to: Timestamp | None = Field(None, description="items starting before")
+    limit: int | None = Field(None, ge=1, le=MAX_PAGE_SIZE, description="items per page (default 100)")
+    page_token: str | None = Field(None, max_length=512, description="next_page_token of the previous page")
+
+    @model_validator(mode="after")
+    def _range(self) -> "PricesQuery":
+        if self.start_from and self.start_to and self.start_to <= self.start_from:
+            raise ValueError("start_to must be after start_from")
+        return self
 
 
 class Reference(BaseModel):

@@ -11,18 +11,12 @@ from pipelines.settings import Settings, load_settings
 def api_config(settings: Settings) -> ApiConfig:
     a = settings.api
     return ApiConfig(sheets_dir=settings.sheets_dir, keys_path=a.keys_path, reload_seconds=a.reload_seconds,
-                     max_body_bytes=a.max_body_bytes, page_size=a.page_size, max_page_size=a.max_page_size,
+                     max_body_bytes=a.max_body_bytes, page_size=a.page_size,
                      access_log=a.access_log)
 
 
 def configure_logging() -> None:
-    """Access lines are JSON already; everything goes to stderr, one line per event."""
-    h = logging.StreamHandler(sys.stderr)
-    h.setFormatter(logging.Formatter("%(message)s"))
-    acc = logging.getLogger("idlecap.api.access")
-    acc.handlers[:] = [h]
-    acc.setLevel(logging.INFO)
-    acc.propagate = False
+    """Reload events and errors to stderr (the access lines go there too, as JSON, from api.gate.AccessLog)."""
     h2 = logging.StreamHandler(sys.stderr)
     h2.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     app_log = logging.getLogger("idlecap.api")

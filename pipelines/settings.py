@@ -231,8 +231,7 @@ class ApiSettings(BaseModel):
     keys_path: Path | None = Field(None, description="hashed API keys (default var/api_keys.json)")
     reload_seconds: float = Field(1.0, gt=0, le=3600, description="how often a newer sheet or key file is looked for")
     max_body_bytes: int = Field(16_384, ge=256)
-    page_size: int = Field(100, ge=1)
-    max_page_size: int = Field(1000, ge=1)
+    page_size: int = Field(100, ge=1, le=1000, description="GET /v1/prices items per page when limit is not given")
     access_log: bool = True
 
 

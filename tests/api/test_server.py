@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -37,7 +38,6 @@ def test_403_for_the_wrong_scope_and_x_api_key_works(api_server):
 
 def test_revoked_key_is_refused_without_a_restart(api_server):
     from api.keys import create_key
-    import time
 
     key, rec = create_key(api_server.var / "api_keys.json", "customer", "short-lived")
     deadline = time.monotonic() + 5
@@ -203,6 +203,7 @@ def test_internal_forecast(api_server):
 def test_access_log_is_json_without_secrets(api_server):
     api_server.client().get("/v1/prices", params={"gpu_model": "V100", "token": "should-not-appear"})
     api_server.client(None).get("/v1/prices", headers={"Authorization": "Bearer ick_000000000000_" + "s" * 43})
+    time.sleep(0.5)  # access lines are flushed by the reload loop (0.2 s here)
     lines = [json.loads(x) for x in api_server.access_log().splitlines() if x.startswith('{"ts"')]
     assert lines and {"request_id", "method", "path", "status", "ms", "key_id"} <= set(lines[-1])
     text = api_server.access_log()

@@ -1,0 +1,208 @@
+"""The two routes clients poll (`GET /v1/price-sheet`, `GET /v1/prices`) as plain functions.
+
+Each returns a `Reply` (status, headers, body). `FastGets` answers exact GETs of these paths
+straight from the ASGI scope, without FastAPI's routing and parameter machinery (about 150 us
+of a 200 us request here, see bench/api_serving.py); the FastAPI routes call the same functions,
+so the behaviour, validation and OpenAPI documentation are one. Query validation is the same
+pydantic model either way. /v1/prices bodies are cached per (sheet version, query string):
+sheets are immutable, so a cached page is never stale.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qsl
+
+import orjson
+from pydantic import ValidationError
+
+from api import schemas
+from api.store import LoadedSheet, SheetStore
+
+JSON = b"application/json"
+Headers = list[tuple[bytes, bytes]]
+
+
+class ApiError(Exception):
+    """An error reply with a stable code; rendered as {"error", "message", "request_id", "detail"}."""
+
+    def __init__(self, status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.detail, self.headers = status, code, message, detail, headers
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Headers
+    body: bytes = b""
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def current(store: SheetStore) -> LoadedSheet:
+    s = store.current
+    if s is None:
+        raise ApiError(503, "no_sheet", "no price sheet has been published yet", headers={"Retry-After": "60"})
+    return s
+
+
+def sheet_headers(sheet: LoadedSheet, now: datetime) -> Headers:
+    return [(b"idlecap-sheet-version", str(sheet.version).encode()),
+            (b"idlecap-sheet-status", b"expired" if sheet.expired(now) else b"fresh")]
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Weak comparison, as RFC 9110 asks for If-None-Match; `*` matches any current sheet."""
+    if not if_none_match:
+        return False
+    for tag in if_none_match.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def token(payload: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
+
+
+def untoken(tok: str) -> dict[str, Any]:
+    try:
+        out = orjson.loads(base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4)))
+        if not isinstance(out, dict):
+            raise ValueError
+        return out
+    except (ValueError, orjson.JSONDecodeError):
+        raise ApiError(422, "invalid_page_token", "page_token is not one this API issued; start again without it") from None
+
+
+def validation_error(exc: ValidationError, where: str) -> ApiError:
+    """The same 422 shape as FastAPI's request validation errors."""
+    detail = [{"field": ".".join([where, *(str(p) for p in e.get("loc", ()))]), "message": e.get("msg", ""),
+               "type": e.get("type", "")} for e in exc.errors()]
+    if any(d["type"] == "extra_forbidden" for d in detail):
+        for d in detail:
+            if d["type"] == "extra_forbidden":
+                d["message"] = "unknown query parameter"
+    msg = "; ".join(f"{d['field']}: {d['message']}" for d in detail[:5])
+    return ApiError(422, "invalid_request", msg or "invalid request", detail)
+
+
+def price_sheet_reply(store: SheetStore, if_none_match: str | None) -> Reply:
+    """The current sheet, byte for byte as published; cacheable until valid_until."""
+    s, now = current(store), now_utc()
+    cc = b"no-cache" if s.expired(now) else f"public, max-age={s.max_age(now)}".encode()
+    headers = [(b"etag", s.etag.encode()), (b"cache-control", cc), *sheet_headers(s, now)]
+    if etag_matches(if_none_match, s.etag):
+        return Reply(304, headers)
+    return Reply(200, [(b"content-type", JSON), *headers], s.body)
+
+
+def _query_dict(qs: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
+        if k in schemas.PricesQuery.LIST_FIELDS:
+            out.setdefault(k, []).extend(x.strip() for x in v.split(",") if x.strip())
+        else:
+            out[k] = v
+    return out
+
+
+class PricesPager:
+    """`GET /v1/prices`: validate, filter, paginate; bodies cached per (version, query string)."""
+
+    def __init__(self, store: SheetStore, page_size: int, cache_size: int = 1024):
+        self.store, self.page_size, self.cache_size = store, page_size, cache_size
+        self.cache: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+
+    def reply(self, qs: bytes) -> Reply:
+        s = current(self.store)
+        key = (s.version, qs)
+        body = self.cache.get(key)
+        if body is None:
+            s, body = self._render(s, qs)
+            self.cache[(s.version, qs)] = body
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        else:
+            self.cache.move_to_end(key)
+        return Reply(200, [(b"content-type", JSON), *sheet_headers(s, now_utc())], body)
+
+    def _render(self, s: LoadedSheet, qs: bytes) -> tuple[LoadedSheet, bytes]:
+        try:
+            q = schemas.PricesQuery.model_validate(_query_dict(qs))
+        except ValidationError as exc:
+            raise validation_error(exc, "query") from None
+        filters = {"gpu_model": q.gpu_model, "region": q.region, "pool": q.pool, "product": q.product}
+        filters = {k: set(v) if v else None for k, v in filters.items()}
+        fkey = hashlib.sha256(orjson.dumps([sorted(v) if v else None for v in filters.values()]
+                                           + [str(q.start_from), str(q.start_to)])).hexdigest()[:12]
+        offset = 0
+        if q.page_token:
+            t = untoken(q.page_token)
+            if t.get("f") != fkey or not isinstance(t.get("v"), int) or not isinstance(t.get("o"), int) or t["o"] < 0:
+                raise ApiError(422, "invalid_page_token", "page_token belongs to other filters; start again without it")
+            pinned = self.store.get(t["v"])  # the version the walk started on, even after a switch
+            if pinned is None:
+                raise ApiError(410, "page_token_expired", f"sheet v{t['v']} is no longer available; start again")
+            s, offset = pinned, t["o"]
+        size = q.limit or self.page_size
+        sf, st = q.start_from, q.start_to
+        active = [(k, v) for k, v in filters.items() if v is not None]
+        match = [i for i, it in enumerate(s.items)
+                 if all(it[k] in v for k, v in active)
+                 and (sf is None or s.starts[i] >= sf) and (st is None or s.starts[i] < st)]
+        page = match[offset:offset + size]
+        nxt = token({"v": s.version, "o": offset + size, "f": fkey}) if offset + size < len(match) else None
+        h = s.header
+        head = orjson.dumps({"sheet_version": s.version, "valid_from": h["valid_from"], "valid_until": h["valid_until"],
+                             "currency": h["currency"], "total": len(match), "next_page_token": nxt})
+        return s, head[:-1] + b',"items":[' + b",".join(s.item_bytes[i] for i in page) + b"]}"
+
+
+def error_body(exc: ApiError, request_id: str | None) -> bytes:
+    body: dict[str, Any] = {"error": exc.code, "message": exc.message, "request_id": request_id}
+    if exc.detail is not None:
+        body["detail"] = exc.detail
+    return orjson.dumps(body)
+
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def send_reply(send: Send, r: Reply) -> None:
+    await send({"type": "http.response.start", "status": r.status,
+                "headers": [*r.headers, (b"content-length", str(len(r.body)).encode())]})
+    await send({"type": "http.response.body", "body": r.body})
+
+
+class FastGets:
+    """ASGI: exact GETs of the polled routes answered here; everything else goes to the FastAPI app."""
+
+    def __init__(self, app, store: SheetStore, pager: PricesPager):
+        self.app, self.store, self.pager = app, store, pager
+
+    async def __call__(self, scope: dict[str, Any], receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path = scope["path"]
+            if path == "/v1/price-sheet" or path == "/v1/prices":
+                try:
+                    if path == "/v1/prices":
+                        r = self.pager.reply(scope["query_string"])
+                    else:
+                        inm = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"if-none-match"), None)
+                        r = price_sheet_reply(self.store, inm)
+                except ApiError as exc:
+                    extra = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+                    r = Reply(exc.status, [(b"content-type", JSON), *extra],
+                              error_body(exc, scope.get("state", {}).get("request_id")))
+                await send_reply(send, r)
+                return
+        await self.app(scope, receive, send)
