@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-forecast bench-price install clean
+.PHONY: demo test bench bench-forecast bench-price bench-api install clean
 
 $(STAMP): pyproject.toml constraints.txt build-constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench-forecast: $(STAMP)
 # One pricing pass (optimizer + guardrails) at 16, 100 and 1,000 pools
 bench-price: $(STAMP)
 	$(BIN)/python bench/price_fleet.py
+
+# The leasing API against a bare Starlette app serving the same bytes (50 clients)
+bench-api: $(STAMP)
+	$(BIN)/python bench/api_serving.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

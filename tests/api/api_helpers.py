@@ -1,5 +1,8 @@
 """Helpers for the leasing API tests: real published sheets on disk and a real uvicorn process.
 
+Not a conftest.py: other test packages import the root conftest by module name, and a second
+`conftest` module here would shadow it. Tests import the `api_server` fixture from here.
+
 The server is `python -m pipelines.cli serve` in a subprocess on 127.0.0.1 (what users run),
 pointed at a temp var dir through IDLECAP_* variables.
 """
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 import numpy as np
 import pandas as pd
 
@@ -140,3 +144,15 @@ def stop_server(server: Server) -> None:
         server.proc.wait(10)
     except subprocess.TimeoutExpired:
         server.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory):
+    """One server per test module over a sheets dir holding v1 (older) and v2 (current)."""
+    var = tmp_path_factory.mktemp("api")
+    now = pd.Timestamp.now(tz="UTC").floor("h")
+    publish_sheet(var / "sheets", 1, now - pd.Timedelta(hours=24), valid_hours=24)
+    publish_sheet(var / "sheets", 2, now)
+    server = start_server(var)
+    yield server
+    stop_server(server)

@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, settings
 
 from api.app import ApiConfig, create_app
 
+from api_helpers import api_server  # noqa: F401  (fixture)
+
 _tmp = Path(tempfile.mkdtemp(prefix="idlecap-openapi-"))
 schema = schemathesis.openapi.from_dict(create_app(ApiConfig(sheets_dir=_tmp, keys_path=_tmp / "keys.json")).openapi())
 

@@ -9,6 +9,8 @@ import pytest
 
 from api.keys import revoke_key
 
+from api_helpers import api_server  # noqa: F401  (fixture)
+
 
 def test_probes_need_no_key(api_server):
     c = api_server.client(None)

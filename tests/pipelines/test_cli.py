@@ -66,3 +66,23 @@ def test_backtest_train_forecast_commands_on_the_bundled_sample(var: Path) -> No
     r = runner.invoke(app, ["forecast"])
     assert r.exit_code == 0, r.output
     assert "vc3sl" in r.output and "daily rows" in r.output
+
+
+def test_api_key_create_list_revoke(var: Path) -> None:
+    """The key is printed once and never stored or listed; revoking marks it."""
+    r = runner.invoke(app, ["api-key", "create", "--scope", "customer", "--name", "acme"])
+    assert r.exit_code == 0, r.output
+    key = r.output.strip().splitlines()[-1]
+    assert key.startswith("ick_")
+    key_id = key.split("_")[1]
+    stored = (var / "api_keys.json").read_text()
+    assert key not in stored and key.split("_", 2)[2] not in stored and key_id in stored
+    r = runner.invoke(app, ["api-key", "list"])
+    assert r.exit_code == 0 and key_id in r.output and "acme" in r.output and key.split("_", 2)[2] not in r.output
+    assert runner.invoke(app, ["api-key", "revoke", key_id]).exit_code == 0
+    from api.keys import read_keys
+
+    assert read_keys(var / "api_keys.json")[key_id].revoked_at is not None
+    r = runner.invoke(app, ["api-key", "create", "--scope", "admin"])
+    assert r.exit_code == 2 and "customer, internal" in r.output
+    assert runner.invoke(app, ["api-key", "revoke", "000000000000"]).exit_code == 1

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipelines.settings import ForecastSettings, PricingSettings, Settings
-from pricing.sheet import latest_sheet_path, read_sheet
+from pricing.sheet import forecast_path, latest_sheet_path, read_sheet
 from conftest import load_fleet
 from warehouse.db import connect
 from warehouse.synthetic import FleetSpec, write_fleet
@@ -57,6 +57,11 @@ def test_price_publishes_a_sheet_with_references_and_logs_the_run(priced) -> Non
         if i["product"] == "spot":
             assert 0 <= i["interruption_risk"] <= 1
     assert Path(str(path).replace(".json", ".parquet")).exists()
+    # the forecast the sheet was priced from, for the API's internal route: its pools, from valid_from on
+    fc = pd.read_parquet(forecast_path(s.sheets_dir, 1))
+    assert set(fc["unique_id"]) == {i["pool"] for i in items}
+    assert pd.to_datetime(fc["ds"], utc=True).min() == pd.Timestamp(sheet["valid_from"])
+    assert (fc["q05"] <= fc["q95"]).all() and {"mean", "q50", "gpus_total", "origin"} <= set(fc.columns)
 
     client = mlflow.MlflowClient(s.mlflow_tracking_uri)
     run = client.get_run(out["mlflow_run_id"])
