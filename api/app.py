@@ -9,6 +9,7 @@ Every sheet-bearing response says which version it is and whether it is still fr
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timezone
@@ -54,7 +55,8 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 
 def _response(r: Reply) -> Response:
     resp = Response(r.body, status_code=r.status)
-    resp.raw_headers = [*r.headers, (b"content-length", str(len(r.body)).encode())]
+    length = [] if r.status == 304 else [(b"content-length", str(len(r.body)).encode())]
+    resp.raw_headers = [*r.headers, *length]
     return resp
 
 
@@ -80,25 +82,33 @@ class InternalForecasts:
         self.dir = Path(sheets_dir) / "internal"
         self.cache: OrderedDict[int, dict[str, list[dict[str, Any]]]] = OrderedDict()
         self.size = size
+        self.lock = threading.Lock()
 
     def pools(self, version: int) -> dict[str, list[dict[str, Any]]] | None:
-        if version in self.cache:
-            return self.cache[version]
+        with self.lock:
+            hit = self.cache.get(version)
+        if hit is not None:
+            return hit
         path = self.dir / f"forecast-{version:06d}.parquet"
         if not path.exists():
             return None
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(path).to_pylist()
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as exc:  # noqa: BLE001 - a damaged file is "no forecast", not a crash
+            log.error("%s: unreadable (%s)", path.name, exc)
+            return None
         by_pool: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             r["ds"] = r["ds"].astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             if r.get("origin") is not None:
                 r["origin"] = r["origin"].astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             by_pool.setdefault(r["unique_id"], []).append(r)
-        self.cache[version] = by_pool
-        while len(self.cache) > self.size:
-            self.cache.popitem(last=False)
+        with self.lock:
+            self.cache[version] = by_pool
+            while len(self.cache) > self.size:
+                self.cache.popitem(last=False)
         return by_pool
 
 
@@ -129,11 +139,12 @@ def create_app(config: ApiConfig) -> LeasingApi:
         async def watch() -> None:
             while True:
                 await asyncio.sleep(config.reload_seconds)
-                try:
-                    await asyncio.to_thread(store.refresh)
-                    keys.refresh()
-                except Exception:  # never let the watcher die: the next tick tries again
-                    log.exception("reload failed; serving what is loaded")
+                for what, step in (("sheet", lambda: asyncio.to_thread(store.refresh)),
+                                   ("keys", lambda: asyncio.to_thread(keys.refresh))):
+                    try:  # separately: a broken sheet must not stop key revocations, nor the reverse
+                        await step()
+                    except Exception:  # never let the watcher die: the next tick tries again
+                        log.exception("%s reload failed; serving what is loaded", what)
                 if access is not None:
                     access.flush()
 
@@ -170,6 +181,11 @@ def create_app(config: ApiConfig) -> LeasingApi:
                    "type": e.get("type", "")} for e in exc.errors()]
         msg = "; ".join(f"{d['field']}: {d['message']}" for d in detail[:5])
         return _err(request, 422, "invalid_request", msg or "invalid request", detail)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        # Starlette answers with this, then re-raises to the Gate, which logs the trace
+        return _err(request, 500, "internal_error", "internal error; quote the request_id to the operators")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -218,10 +234,10 @@ def create_app(config: ApiConfig) -> LeasingApi:
         s = await asyncio.to_thread(store.get, version)
         if s is None:
             raise ApiError(404, "not_found", f"no published price sheet v{version}")
-        headers = {"ETag": s.etag, "Cache-Control": "public, max-age=31536000, immutable",
+        headers = {"ETag": s.etag, "Cache-Control": "private, max-age=31536000, immutable",
                    "Idlecap-Sheet-Version": str(s.version)}
         if etag_matches(if_none_match, s.etag):
-            return Response(status_code=304, headers=headers)
+            return _response(Reply(304, [(k.lower().encode(), v.encode()) for k, v in headers.items()]))
         return Response(s.body, media_type=JSON, headers=headers)
 
     @app.get("/v1/price-sheets", tags=["prices"], response_model=None,

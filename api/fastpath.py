@@ -9,6 +9,7 @@ sheets are immutable, so a cached page is never stale.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from collections import OrderedDict
@@ -21,6 +22,7 @@ import orjson
 from pydantic import ValidationError
 
 from api import schemas
+from api.gate import route_path
 from api.store import LoadedSheet, SheetStore
 
 JSON = b"application/json"
@@ -98,7 +100,8 @@ def validation_error(exc: ValidationError, where: str) -> ApiError:
 def price_sheet_reply(store: SheetStore, if_none_match: str | None) -> Reply:
     """The current sheet, byte for byte as published; cacheable until valid_until."""
     s, now = current(store), now_utc()
-    cc = b"no-cache" if s.expired(now) else f"public, max-age={s.max_age(now)}".encode()
+    # private: answers need a key, so a shared cache must not hand them to others
+    cc = b"no-cache" if s.expired(now) else f"private, max-age={s.max_age(now)}".encode()
     headers = [(b"etag", s.etag.encode()), (b"cache-control", cc), *sheet_headers(s, now)]
     if etag_matches(if_none_match, s.etag):
         return Reply(304, headers)
@@ -116,26 +119,30 @@ def _query_dict(qs: bytes) -> dict[str, Any]:
 
 
 class PricesPager:
-    """`GET /v1/prices`: validate, filter, paginate; bodies cached per (version, query string)."""
+    """`GET /v1/prices`: validate, filter, paginate. First pages are cached per (version, query
+    string) up to `cache_bytes`; pages reached with a token (pinned to their version) are not."""
 
-    def __init__(self, store: SheetStore, page_size: int, cache_size: int = 1024):
-        self.store, self.page_size, self.cache_size = store, page_size, cache_size
+    def __init__(self, store: SheetStore, page_size: int, cache_bytes: int = 32 << 20):
+        self.store, self.page_size, self.cache_bytes = store, page_size, cache_bytes
         self.cache: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+        self.cached = 0
 
     def reply(self, qs: bytes) -> Reply:
         s = current(self.store)
         key = (s.version, qs)
         body = self.cache.get(key)
         if body is None:
-            s, body = self._render(s, qs)
-            self.cache[(s.version, qs)] = body
-            while len(self.cache) > self.cache_size:
-                self.cache.popitem(last=False)
+            s, body, cacheable = self._render(s, qs)
+            if cacheable and len(body) <= self.cache_bytes // 8:
+                self.cache[key] = body
+                self.cached += len(body)
+                while self.cached > self.cache_bytes:
+                    self.cached -= len(self.cache.popitem(last=False)[1])
         else:
             self.cache.move_to_end(key)
         return Reply(200, [(b"content-type", JSON), *sheet_headers(s, now_utc())], body)
 
-    def _render(self, s: LoadedSheet, qs: bytes) -> tuple[LoadedSheet, bytes]:
+    def _render(self, s: LoadedSheet, qs: bytes) -> tuple[LoadedSheet, bytes, bool]:
         try:
             q = schemas.PricesQuery.model_validate(_query_dict(qs))
         except ValidationError as exc:
@@ -164,7 +171,7 @@ class PricesPager:
         h = s.header
         head = orjson.dumps({"sheet_version": s.version, "valid_from": h["valid_from"], "valid_until": h["valid_until"],
                              "currency": h["currency"], "total": len(match), "next_page_token": nxt})
-        return s, head[:-1] + b',"items":[' + b",".join(s.item_bytes[i] for i in page) + b"]}"
+        return s, head[:-1] + b',"items":[' + b",".join(s.item_bytes[i] for i in page) + b"]}", not q.page_token
 
 
 def error_body(exc: ApiError, request_id: str | None) -> bytes:
@@ -177,10 +184,11 @@ def error_body(exc: ApiError, request_id: str | None) -> bytes:
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-async def send_reply(send: Send, r: Reply) -> None:
-    await send({"type": "http.response.start", "status": r.status,
-                "headers": [*r.headers, (b"content-length", str(len(r.body)).encode())]})
-    await send({"type": "http.response.body", "body": r.body})
+async def send_reply(send: Send, r: Reply, head: bool = False) -> None:
+    """HEAD gets the GET's headers without the body; a 304 has no Content-Length (RFC 9110 8.6)."""
+    length = [] if r.status == 304 else [(b"content-length", str(len(r.body)).encode())]
+    await send({"type": "http.response.start", "status": r.status, "headers": [*r.headers, *length]})
+    await send({"type": "http.response.body", "body": b"" if head else r.body})
 
 
 class FastGets:
@@ -190,12 +198,14 @@ class FastGets:
         self.app, self.store, self.pager = app, store, pager
 
     async def __call__(self, scope: dict[str, Any], receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            path = scope["path"]
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            path = route_path(scope)
             if path == "/v1/price-sheet" or path == "/v1/prices":
                 try:
                     if path == "/v1/prices":
-                        r = self.pager.reply(scope["query_string"])
+                        qs = scope["query_string"]
+                        # a token may pin an older version that has to be read from disk: not on the event loop
+                        r = (await asyncio.to_thread(self.pager.reply, qs)) if b"page_token" in qs else self.pager.reply(qs)
                     else:
                         inm = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"if-none-match"), None)
                         r = price_sheet_reply(self.store, inm)
@@ -203,6 +213,6 @@ class FastGets:
                     extra = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
                     r = Reply(exc.status, [(b"content-type", JSON), *extra],
                               error_body(exc, scope.get("state", {}).get("request_id")))
-                await send_reply(send, r)
+                await send_reply(send, r, head=scope["method"] == "HEAD")
                 return
         await self.app(scope, receive, send)

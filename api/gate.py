@@ -30,11 +30,17 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+def route_path(scope: Scope) -> str:
+    """The path the router will match: without the root_path a proxy prefix adds (as Starlette strips it)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] or "/" if root and path.startswith(root) else path
+
+
 def required_scope(path: str) -> str | None:
-    """None for public paths; internal routes need an internal key; the rest a customer key."""
+    """None for public paths; internal routes need an internal key; everything else a customer key."""
     if path in PUBLIC:
         return None
-    return "internal" if path.startswith("/v1/internal/") else "customer"
+    return "internal" if path.startswith("/v1/internal") else "customer"
 
 
 def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -107,7 +113,7 @@ class Gate:
 
         key_id = None
         try:
-            need = required_scope(scope["path"])
+            need = required_scope(route_path(scope))
             if need is not None:
                 rec = self.keys.check(_bearer(headers))
                 if rec is None:

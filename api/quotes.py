@@ -8,8 +8,8 @@ reserve anything: bookings are recorded by the leasing desk and priced into the 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from api.store import LoadedSheet, parse_ts
@@ -60,6 +60,13 @@ def _periods(cands: list[tuple[int, dict[str, Any]]], sheet: LoadedSheet, ask: Q
     if timedelta(hours=hours) % length:
         raise QuoteInvalid(f"spot is sold in {length / timedelta(hours=1):.0f}-hour blocks; hours={hours} is not a multiple")
     n = int(timedelta(hours=hours) / length)
+    last = max(sheet.starts[i] for i, _ in cands)
+    if ask.start + (n - 1) * length > last:  # past the sheet's horizon: no need to look period by period
+        raise CapacityShort(
+            f"spot {ask.gpu_model} is offered until {last + length:%Y-%m-%dT%H:%MZ}; "
+            f"{hours} hours from {ask.start:%Y-%m-%dT%H:%MZ} go past it",
+            {"requested_gpus": ask.gpus, "available_gpus": 0, "offered_until": f"{last + length:%Y-%m-%dT%H:%M:%SZ}"},
+        )
     return [(ask.start + k * length, ask.start + (k + 1) * length) for k in range(n)]
 
 
@@ -76,6 +83,7 @@ def quote(sheet: LoadedSheet, ask: QuoteAsk) -> dict[str, Any]:
     """The priced lines and total for `ask` on `sheet`; raises CapacityShort or QuoteInvalid."""
     if ask.start.tzinfo is None:
         raise QuoteInvalid("start needs a time zone, e.g. 2026-11-24T00:00:00Z")
+    ask = replace(ask, start=ask.start.astimezone(timezone.utc))  # answers are in UTC, whatever offset was sent
     cands = [(i, it) for i, it in enumerate(sheet.items)
              if it["gpu_model"] == ask.gpu_model and it["product"] == ask.product
              and (ask.region is None or it["region"] == ask.region) and (ask.pool is None or it["pool"] == ask.pool)
@@ -88,9 +96,12 @@ def quote(sheet: LoadedSheet, ask: QuoteAsk) -> dict[str, Any]:
             {"offered": [{"gpu_model": g, "product": p} for g, p in offered]},
         )
     periods = _periods(cands, sheet, ask)
+    by_start: dict[datetime, list[dict[str, Any]]] = {}
+    for i, it in cands:
+        by_start.setdefault(sheet.starts[i], []).append(it)
     by_period: list[list[dict[str, Any]]] = []
     for s, _ in periods:
-        here = [it for i, it in cands if sheet.starts[i] == s]
+        here = by_start.get(s, [])
         here.sort(key=lambda it: (it["price_per_gpu_hour"], it.get("interruption_risk") or 0.0, it["pool"]))
         by_period.append(here)
     if ask.single_pool:

@@ -61,24 +61,26 @@ class LoadedSheet:
 
 
 def load_sheet(path: Path) -> LoadedSheet:
-    """Parse and check a published JSON; the body is served byte for byte."""
-    body = Path(path).read_bytes()
+    """Parse and check a published JSON; the body is served byte for byte. Any defect -> SheetUnreadable."""
+    path = Path(path)
+    body = path.read_bytes()
     try:
         doc = orjson.loads(body)
         header = {k: doc[k] for k in HEADER_FIELDS}
         items = doc["items"]
+        if not isinstance(items, list):
+            raise TypeError("items is not a list")
         version = int(header["version"])
         valid_until = parse_ts(header["valid_until"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise SheetUnreadable(f"{path}: not a complete price sheet ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(items, list):
-        raise SheetUnreadable(f"{path}: items is not a list")
+        starts = [parse_ts(i["start"]) for i in items]
+        item_bytes = [orjson.dumps(i) for i in items]
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong inside, the file is not a sheet we can serve
+        raise SheetUnreadable(f"{path.name}: not a complete price sheet ({type(exc).__name__}: {exc})") from exc
     if path.name != f"{sheet_name(version)}.json":
-        raise SheetUnreadable(f"{path}: file name does not match version {version}")
+        raise SheetUnreadable(f"{path.name}: file name does not match version {version}")
     return LoadedSheet(
         version=version, body=body, header=header, items=items, valid_until=valid_until,
-        etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"', path=Path(path),
-        item_bytes=[orjson.dumps(i) for i in items], starts=[parse_ts(i["start"]) for i in items],
+        etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"', path=path, item_bytes=item_bytes, starts=starts,
     )
 
 
@@ -98,41 +100,54 @@ class SheetStore:
         self.refresh()
 
     def _latest_name(self) -> tuple[tuple[Any, ...] | None, str | None]:
+        """(stamp, file name LATEST points at). The stamp covers LATEST and the file it names, so a
+        file that arrives after LATEST (rsync order) or is repaired in place is picked up."""
         p = self.dir / LATEST
         try:
             st = p.stat()
-            return (st.st_ino, st.st_mtime_ns, st.st_size), p.read_text().strip()
+            name = p.read_bytes().decode("utf-8", "replace").strip()
+            stamp: tuple[Any, ...] = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             found = sorted(self.dir.glob("price-sheet-[0-9]*.json"))  # a directory from before LATEST existed
-            return (("glob", found[-1].name) if found else None), (found[-1].name if found else None)
+            if not found:
+                return None, None
+            name, stamp = found[-1].name, ("glob",)
+        try:
+            t = (self.dir / name).stat() if name and "/" not in name else None
+            stamp += (name, t.st_ino, t.st_mtime_ns, t.st_size) if t else (name, None)
+        except OSError:
+            stamp += (name, None)
+        return stamp, name
 
     def refresh(self) -> bool:
-        """Switch to a newer complete sheet if LATEST names one; True when the sheet changed."""
+        """Switch to a newer complete sheet if LATEST names one; True when the sheet changed.
+
+        Parsing happens outside the lock, so requests for other versions never wait on a reload."""
+        stamp, name = self._latest_name()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        if name is None:
+            return False
+        try:
+            if not name.startswith("price-sheet-") or "/" in name:
+                raise SheetUnreadable(f"{LATEST} names {name[:80]!r}, not a sheet file")
+            sheet = load_sheet(self.dir / name)
+        except (OSError, SheetUnreadable) as exc:
+            self.last_error = str(exc).replace(str(self.dir) + "/", "")
+            log.error("keeping sheet v%s: %s", self.current.version if self.current else None, exc)
+            return False
+        if self.current is not None and sheet.version < self.current.version:
+            self.last_error = f"LATEST points back to v{sheet.version} (serving v{self.current.version})"
+            log.error(self.last_error)
+            return False
         with self._lock:
-            stamp, name = self._latest_name()
-            if stamp == self._stamp:
-                return False
-            self._stamp = stamp
-            if name is None:
-                return False
-            try:
-                if not name.startswith("price-sheet-") or "/" in name:
-                    raise SheetUnreadable(f"{self.dir / LATEST} names {name!r}, not a sheet file")
-                sheet = load_sheet(self.dir / name)
-            except (OSError, SheetUnreadable) as exc:
-                self.last_error = f"{exc}"
-                log.error("keeping sheet v%s: %s", self.current.version if self.current else None, exc)
-                return False
-            if self.current is not None and sheet.version < self.current.version:
-                self.last_error = f"LATEST points back to v{sheet.version} (serving v{self.current.version})"
-                log.error(self.last_error)
-                return False
-            self.last_error = None
             self._remember(sheet)
             self.current = sheet
-            self.loaded_at = datetime.now(timezone.utc)
-            log.info("serving price sheet v%d (%d items)", sheet.version, len(sheet.items))
-            return True
+        self.last_error = None
+        self.loaded_at = datetime.now(timezone.utc)
+        log.info("serving price sheet v%d (%d items)", sheet.version, len(sheet.items))
+        return True
 
     def _remember(self, sheet: LoadedSheet) -> None:
         self._cache[sheet.version] = sheet
@@ -158,6 +173,9 @@ class SheetStore:
             sheet = load_sheet(path)
         except FileNotFoundError:
             return None
+        except SheetUnreadable as exc:  # e.g. the broken file of a failed night: never published
+            log.error("version %d: %s", version, exc)
+            return None
         with self._lock:
             self._remember(sheet)
         return sheet
@@ -180,10 +198,6 @@ class SheetStore:
     def summary(self, version: int) -> dict[str, Any] | None:
         h = self._headers.get(version)
         if h is None:
-            try:
-                s = self.get(version)
-            except SheetUnreadable as exc:
-                log.error("history: %s", exc)
-                return None
+            s = self.get(version)
             h = s.summary() if s else None
         return h

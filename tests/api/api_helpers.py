@@ -112,7 +112,9 @@ class Server:
         return self.log.read_text()
 
 
-def start_server(var: Path, reload_seconds: float = 0.2, extra_env: dict[str, str] | None = None) -> Server:
+def start_server(var: Path, reload_seconds: float = 0.2, extra_env: dict[str, str] | None = None,
+                 root_path: str | None = None) -> Server:
+    """`idlecap serve`, or with `root_path` plain uvicorn on the same factory (as behind a path-prefix proxy)."""
     var.mkdir(parents=True, exist_ok=True)
     keys = var / "api_keys.json"
     customer, _ = create_key(keys, "customer", "test customer")
@@ -122,8 +124,11 @@ def start_server(var: Path, reload_seconds: float = 0.2, extra_env: dict[str, st
     env.update({"IDLECAP_VAR_DIR": str(var), "IDLECAP_API__RELOAD_SECONDS": str(reload_seconds), **(extra_env or {})})
     log = var / "api.log"
     fh = log.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    argv = ["-m", "pipelines.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if root_path:
+        argv = ["-m", "uvicorn", "pipelines.serve:app", "--factory", "--host", "127.0.0.1", "--port", str(port),
+                "--root-path", root_path]
+    proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

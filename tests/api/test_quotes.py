@@ -53,6 +53,22 @@ def test_spot_hours_span_consecutive_blocks(sheet):
         quote(sheet, QuoteAsk("V100", "spot", start, 1, hours=7))
 
 
+def test_any_offset_is_answered_in_utc(sheet):
+    from datetime import timezone as tz
+
+    start = _spot(sheet)
+    local = start.astimezone(tz(timedelta(hours=2)))
+    q = quote(sheet, QuoteAsk("V100", "spot", local, 2, hours=12))
+    assert q["start"] == start.strftime("%Y-%m-%dT%H:%M:%SZ") == q["lines"][0]["start"]
+    assert q["end"] == (start + timedelta(hours=12)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_past_the_horizon_is_refused_at_once(sheet):
+    with pytest.raises(CapacityShort, match="go past it") as e:
+        quote(sheet, QuoteAsk("V100", "spot", _spot(sheet), 1, hours=6 * 9000))
+    assert e.value.detail["available_gpus"] == 0
+
+
 def test_reserved_is_one_term(sheet):
     start = parse_ts(next(i["start"] for i in sheet.items if i["product"] == "reserved_7d"))
     q = quote(sheet, QuoteAsk("V100", "reserved_7d", start, 2))

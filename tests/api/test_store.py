@@ -91,3 +91,39 @@ def test_load_sheet_rejects_a_renamed_file(tmp_path):
     (tmp_path / f"{sheet_name(1)}.json").rename(tmp_path / f"{sheet_name(7)}.json")
     with pytest.raises(SheetUnreadable, match="does not match version"):
         load_sheet(tmp_path / f"{sheet_name(7)}.json")
+
+
+def test_a_sheet_arriving_after_latest_or_repaired_in_place_is_picked_up(tmp_path):
+    """rsync copies LATEST before the sheet (L < p); an operator may fix a broken file in place."""
+    publish_sheet(tmp_path, 1, NOW)
+    store = SheetStore(tmp_path)
+    point_latest(tmp_path, 2)
+    assert store.refresh() is False and store.current.version == 1
+    from pricing.sheet import publish
+
+    publish(make_sheet(2, NOW), tmp_path, set_latest=False)
+    assert store.refresh() is True and store.current.version == 2
+    good = (tmp_path / f"{sheet_name(3)}.json")
+    publish(make_sheet(3, NOW), tmp_path, set_latest=False)
+    data = good.read_bytes()
+    good.unlink()
+    good.write_bytes(data[: len(data) // 2])
+    point_latest(tmp_path, 3)
+    assert store.refresh() is False and store.current.version == 2 and store.last_error
+    good.unlink()
+    good.write_bytes(data)
+    assert store.refresh() is True and store.current.version == 3 and store.last_error is None
+
+
+def test_damage_inside_items_keeps_the_last_sheet(tmp_path):
+    publish_sheet(tmp_path, 1, NOW)
+    store = SheetStore(tmp_path)
+    doc = make_sheet(2, NOW).to_dict()
+    doc["items"][3]["start"] = None
+    (tmp_path / f"{sheet_name(2)}.json").write_text(json.dumps(doc))
+    point_latest(tmp_path, 2)
+    assert store.refresh() is False and store.current.version == 1
+    assert "not a complete price sheet" in store.last_error and str(tmp_path) not in store.last_error
+    (tmp_path / LATEST).write_bytes(b"\xff\xfe\n")
+    assert store.refresh() is False and store.current.version == 1
+    assert store.get(2) is None  # a broken file is never served as history either

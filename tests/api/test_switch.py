@@ -98,6 +98,7 @@ def test_failed_night_keeps_last_good_sheet_and_expiry_is_flagged(tmp_path):
         r = c.get("/v1/price-sheet")
         assert r.status_code == 200 and json.loads(r.content)["version"] == 1
         assert "not a complete price sheet" in httpx.get(f"{server.url}/readyz").json()["last_reload_error"]
+        first = c.get("/v1/prices", params={"limit": 5}).json()  # a walk that starts on v1
         # the next night succeeds: v3 fresh, served and ready
         publish_sheet(sheets, 3)
         t0 = time.monotonic()
@@ -107,6 +108,12 @@ def test_failed_night_keeps_last_good_sheet_and_expiry_is_flagged(tmp_path):
         ready = httpx.get(f"{server.url}/readyz").json()
         assert ready["ready"] is True and ready["last_reload_error"] is None
         assert [s["version"] for s in c.get("/v1/price-sheets").json()["sheets"]] == [3, 1]  # v2 never published
+        r = c.get("/v1/price-sheet/2")
+        assert r.status_code == 404 and r.json()["error"] == "not_found"
+        # the walk begun on v1 continues on v1 after the switch, then ends
+        nxt = c.get("/v1/prices", params={"limit": 5, "page_token": first["next_page_token"]}).json()
+        v1_items = json.loads(c.get("/v1/price-sheet/1").content)["items"]
+        assert nxt["sheet_version"] == 1 and first["items"] + nxt["items"] == v1_items[:10]
     finally:
         stop_server(server)
 
