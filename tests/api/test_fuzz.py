@@ -2,6 +2,8 @@
 every response matches what the schema documents (status codes, headers, bodies)."""
 from __future__ import annotations
 
+# ruff: noqa: F811  (the api_server fixture is imported from api_helpers and named by the tests)
+
 import tempfile
 from pathlib import Path
 

@@ -2,6 +2,8 @@
 caching headers follow HTTP (real uvicorn processes)."""
 from __future__ import annotations
 
+# ruff: noqa: F811  (the api_server fixture is imported from api_helpers and named by the tests)
+
 import pandas as pd
 import pytest
 

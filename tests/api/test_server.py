@@ -1,6 +1,8 @@
 """The leasing API over HTTP, against a real uvicorn process on 127.0.0.1 (see conftest)."""
 from __future__ import annotations
 
+# ruff: noqa: F811  (the api_server fixture is imported from api_helpers and named by the tests)
+
 import json
 import time
 
