@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from prefect.tasks import exponential_backoff
 
 from features.planned import plan_as_of
 from features.series import data_fingerprint, load_pool_series
@@ -59,7 +60,7 @@ def horizon_from(origin: pd.Timestamp, f: ForecastSettings) -> int:
     return max(f.horizon_hours, to_midnight + days * 24 if days else 0)
 
 
-@task
+@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
 def load_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Series (masked hours as NaN) and every version of the training calendar."""
     f = settings.forecast
@@ -98,19 +99,23 @@ def _newest_plan(calendar: pd.DataFrame) -> pd.DataFrame:
 
 
 @task
-def log_to_mlflow(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, model, settings: Settings) -> dict[str, Any]:
-    """One MLflow run: params, data window + hash, metrics, tables, fan charts, model; register."""
+def log_to_mlflow(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, model, settings: Settings,
+                  parent_run_id: str | None = None) -> dict[str, Any]:
+    """One MLflow run (nested under `parent_run_id` if given): params, data window + hash, metrics,
+    tables, fan charts, model; register."""
     import mlflow
 
     from models.plots import fan_chart
     from models.registry import log_forecaster, register_and_promote
 
     f = settings.forecast
-    ensure_experiment(settings, f.experiment)
-    mlflow.set_experiment(f.experiment)
+    exp_id = ensure_experiment(settings, f.experiment)
+    if parent_run_id:
+        exp_id = mlflow.MlflowClient().get_run(parent_run_id).info.experiment_id
     observed = df[df["y"].notna()]
     data_hash = data_fingerprint(df)
-    with mlflow.start_run(run_name=f"train {observed['ds'].max():%Y-%m-%d %H:%M}") as run:
+    with mlflow.start_run(run_name=f"train {observed['ds'].max():%Y-%m-%d %H:%M}", experiment_id=exp_id,
+                          parent_run_id=parent_run_id) as run:
         mlflow.log_params({f"forecast.{k}": (json.dumps(v) if isinstance(v, list) else v)
                            for k, v in f.model_dump().items()})
         mlflow.log_params({
@@ -161,14 +166,14 @@ def log_to_mlflow(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, 
 
 
 @flow(name="train_forecaster", log_prints=True)
-def train_forecaster(settings: Settings | None = None) -> dict[str, Any]:
+def train_forecaster(settings: Settings | None = None, parent_run_id: str | None = None) -> dict[str, Any]:
     """Backtest, choose per pool, fit, log to MLflow, register (champion only if better)."""
     settings = settings or Settings()
     logger = get_run_logger()
     df, cal = load_inputs(settings)
     bt = run_backtest(df, cal, settings)
     model = fit_final(df, cal, bt, settings)
-    result = log_to_mlflow(df, cal, bt, model, settings)
+    result = log_to_mlflow(df, cal, bt, model, settings, parent_run_id)
     logger.info("trained: %s", result)
     return {**result, "overall": bt.overall.to_dict("records"), "choice": bt.choice}
 
@@ -182,7 +187,7 @@ def backtest_forecasters(settings: Settings | None = None) -> dict[str, Any]:
     return {"overall": bt.overall, "per_pool": bt.per_pool, "choice": bt.choice}
 
 
-@task
+@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
 def load_champion_task(settings: Settings):
     import mlflow
 

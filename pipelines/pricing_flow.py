@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from prefect.tasks import exponential_backoff
 
 from pricing.checks import forecast_problems, stale_pools
 from features.series import load_pool_series
@@ -25,6 +26,7 @@ from pricing.diff import diff_items
 from pricing.engine import price_fleet
 from pricing.guardrails import guardrail_counts
 from pricing.optimizer import Market
+from pricing.overrides import OverrideError, apply_overrides, load_overrides
 from pricing.reference import comparable_references, load_reference_rates
 from pricing.sheet import PriceSheet, highest_version, point_latest, public_items, publish
 from pipelines.settings import Settings
@@ -43,13 +45,13 @@ def _utc(t: Any) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
-@task
+@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
 def load_pricing_inputs(settings: Settings, valid_from: pd.Timestamp) -> dict[str, Any]:
     con = connect(settings.duckdb_path)
     try:
         run = latest_forecast_run(con)
-        if run is None:
-            raise Hold("no forecast in the warehouse: run `idlecap forecast` first")
+        if run is None:  # the flow holds; raising here would only be retried
+            return {"run": None}
         hourly = con.execute("SELECT * FROM forecasts WHERE forecast_id = ? AND grain = 'hour'",
                              [run["forecast_id"]]).df()
         f = settings.forecast
@@ -99,6 +101,8 @@ def inputs_fingerprint(run: dict[str, Any], valid_from: pd.Timestamp, settings: 
     h = hashlib.sha256()
     h.update(f"{run['forecast_id']}|{valid_from.isoformat()}|".encode())
     h.update(Path(settings.pricing.reference_rates).read_bytes())
+    ov = settings.pricing.overrides
+    h.update(Path(ov).read_bytes() if ov is not None and Path(ov).exists() else b"no-overrides")
     h.update(settings.pricing.model_dump_json().encode())
     h.update(pd.util.hash_pandas_object(bookings, index=False).values.tobytes() if len(bookings) else b"")
     return h.hexdigest()
@@ -135,17 +139,23 @@ def internal_forecast(hourly: pd.DataFrame, valid_from: pd.Timestamp, sheet: Pri
     return f[cols].sort_values(["unique_id", "ds"]).reset_index(drop=True)
 
 
-def _mlflow_run(settings: Settings, as_of: pd.Timestamp) -> str:
+def _mlflow_run(settings: Settings, as_of: pd.Timestamp, parent_run_id: str | None = None) -> str:
+    """The pricing run: in the pricing experiment, or nested under a nightly run (in its experiment)."""
     from mlflow.tracking import MlflowClient
 
     exp_id = ensure_experiment(settings, settings.pricing.experiment)
-    run = MlflowClient().create_run(exp_id, run_name=f"price {as_of:%Y-%m-%d %H:%M}", tags={"kind": "price"})
+    tags = {"kind": "price"}
+    if parent_run_id:
+        exp_id = MlflowClient().get_run(parent_run_id).info.experiment_id
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = MlflowClient().create_run(exp_id, run_name=f"price {as_of:%Y-%m-%d %H:%M}", tags=tags)
     return run.info.run_id
 
 
 @task
 def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: pd.DataFrame | None,
-                diff: pd.DataFrame | None, demand: DemandModel | None, sheet_paths: tuple[Path, Path] | None) -> None:
+                diff: pd.DataFrame | None, demand: DemandModel | None, sheet_paths: tuple[Path, Path] | None,
+                overrides_log: pd.DataFrame | None = None) -> None:
     from mlflow.tracking import MlflowClient
 
     from pricing.plots import price_vs_reference
@@ -186,6 +196,12 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
         if demand is not None:
             demand.table().to_csv(t / "demand_fit.csv", index=False)
             c.log_artifact(run_id, str(t / "demand_fit.csv"), "demand")
+        ov = p.overrides
+        if ov is not None and Path(ov).exists():  # the file as it was when this run priced
+            c.log_artifact(run_id, str(ov), "overrides")
+        if overrides_log is not None and len(overrides_log):
+            overrides_log.to_csv(t / "overrides_applied.csv", index=False)
+            c.log_artifact(run_id, str(t / "overrides_applied.csv"), "overrides")
     c.set_terminated(run_id, "FINISHED" if result["status"] != "failed" else "FAILED")
 
 
@@ -199,19 +215,22 @@ def _record(settings: Settings, as_of: pd.Timestamp, status: str, version: int |
 
 
 @flow(name="price", log_prints=True)
-def price(settings: Settings | None = None, as_of: datetime | None = None, force: bool = False) -> dict[str, Any]:
+def price(settings: Settings | None = None, as_of: datetime | None = None, force: bool = False,
+          parent_run_id: str | None = None) -> dict[str, Any]:
     """Price the newest forecast and publish a sheet (or hold the last one and say why)."""
     settings = settings or Settings()
     p = settings.pricing
     rules = p.rules()
     logger = get_run_logger()
     as_of_ts = _utc(as_of or datetime.now(timezone.utc))
-    run_id = _mlflow_run(settings, as_of_ts)
-    items = diff = demand = paths = None
+    run_id = _mlflow_run(settings, as_of_ts, parent_run_id)
+    items = diff = demand = paths = overrides_log = None
     last_version = None
     try:
         valid_from = as_of_ts.ceil("h")
         inputs = load_pricing_inputs(settings, valid_from)
+        if inputs["run"] is None:
+            raise Hold("no forecast in the warehouse: run `idlecap forecast` first")
         last_version = int(inputs["last"]["version"]) if inputs["last"] else None
         run = inputs["run"]
         data_through = _utc(run["data_through"])
@@ -239,8 +258,14 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             raise Hold(f"every pool failed its checks: {sorted(set(hold.values()))}")
         demand = fit_demand(inputs, settings)
         drawdowns = measure(inputs["series"], rules.reserved_terms_days)
+        try:
+            overrides = load_overrides(p.overrides)
+        except OverrideError as exc:
+            raise Hold(f"pricing overrides not applied, so nothing is published: {exc}") from None
         items = price_fleet(inputs["hourly"], market, rules, demand, valid_from, inputs["last_items"], hold, drawdowns,
                             anchor=inputs["anchor"], booked=inputs["booked"])
+        if overrides:
+            items, overrides_log = apply_overrides(items, overrides, inputs["last_items"], valid_from)
         offered = items[items["offered"].astype(bool)]
         if offered.empty:
             reasons = items["withdraw_reason"].value_counts().head(5).to_dict()
@@ -274,6 +299,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
                                            .where(offered["product"] == "spot").sum()),
             "discount.mean": float(offered["discount_vs_reference"].mean()) if len(offered) else 0.0,
             **{f"guardrail.{k}": v for k, v in gc.items()},
+            "overrides.entries": 0 if overrides_log is None else len(overrides_log),
             **{f"diff.{k}": v for k, v in counts.items()},
         }
         result = {"status": status, "version": version, "reason": reason, "metrics": metrics, "held_pools": hold,
@@ -287,7 +313,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         log_pricing(run_id, settings, {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}, None, None, None, None)
         raise
     _record(settings, as_of_ts, result["status"], result["version"], result.get("reason"), run_id)
-    log_pricing(run_id, settings, result, items, diff, demand, paths)
+    log_pricing(run_id, settings, result, items, diff, demand, paths, overrides_log)
     return {**result, "diff": diff, "items": items}
 
 

@@ -142,6 +142,7 @@ class PricingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reference_rates: Path = Field(DATA_DIR / "reference_rates.csv", description="replace with a newer file, same columns")
+    overrides: Path | None = Field(None, description="pricing overrides TOML (default var/overrides.toml; missing = none)")
     providers: list[str] = Field(default_factory=lambda: ["aws", "azure"])
     reference_regions: list[str] | None = Field(None, description="None = every standard region in the file")
     gpu_model_map: dict[str, list[str]] = Field(
@@ -220,6 +221,40 @@ class PricingSettings(BaseModel):
         )
 
 
+class NightlySettings(BaseModel):
+    """The nightly flow (`idlecap nightly`, `idlecap schedule`): ingest -> forecast -> price -> publish."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inbox: list[str] = Field(default_factory=list, description="telemetry files, directories or globs to ingest each night")
+    source: str = Field("canonical", description="telemetry format of the inbox files")
+    calendar: list[str] = Field(default_factory=list, description="training-cycle plan files to ingest each night")
+    retrain_every_days: float = Field(7.0, gt=0, description="retrain when the champion's data is this much older")
+    retrain_if_relative_mae_above: float = Field(
+        1.0, gt=0, description="retrain when last week's forecasts had more than this x the seasonal-naive MAE")
+    live_check_min_points: int = Field(48, ge=1, description="scored hours needed before the live check can trigger")
+    replay: bool = Field(False, description="price as of the newest telemetry hour + 1 h instead of now (replays, demo)")
+    cron: str = Field("0 2 * * *", description="when `idlecap schedule` runs the night")
+    timezone: str = Field("UTC", description="time zone of the cron")
+    deployment: str = "idlecap-nightly"
+    experiment: str = "idlecap-nightly"
+    fan_charts: int = Field(6, ge=0, description="fan charts of the night's forecast (largest pools)")
+    workers: int = Field(4, ge=1, description="threads for per-pool tasks")
+
+    @field_validator("inbox", "calendar", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(v)  # raises for an unknown zone
+        return v
+
+
 class ApiSettings(BaseModel):
     """The leasing API (`idlecap serve`). It reads only `sheets_dir` and the key file."""
 
@@ -251,6 +286,7 @@ class Settings(BaseModel):
     forecast: ForecastSettings = ForecastSettings()
     pricing: PricingSettings = PricingSettings()
     api: ApiSettings = ApiSettings()
+    nightly: NightlySettings = NightlySettings()
 
     def model_post_init(self, __context: Any) -> None:
         v = self.var_dir
@@ -264,6 +300,8 @@ class Settings(BaseModel):
             self.sheets_dir = v / "sheets"
         if self.prefect_home is None:
             self.prefect_home = v / "prefect"
+        if self.pricing.overrides is None:
+            self.pricing.overrides = v / "overrides.toml"
         if self.api.keys_path is None:
             self.api.keys_path = v / "api_keys.json"
 
@@ -277,7 +315,7 @@ ENV_PREFIX = "IDLECAP_"
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    sections = {"ingest", "sources", "forecast", "pricing", "api"}
+    sections = {"ingest", "sources", "forecast", "pricing", "api", "nightly"}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key == "IDLECAP_CONFIG":
             continue

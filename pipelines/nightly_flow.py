@@ -1,0 +1,282 @@
+"""The nightly flow: ingest -> refresh pool_hourly -> (re)train if due -> forecast -> price -> publish.
+
+Thin wiring over the other flows, which run as subflows. One MLflow parent run per night (in the
+`idlecap-nightly` experiment) holds a nested run per step (ingest, train, forecast, price), tags
+for the sheet version and data window, and `summary.md`, written for the pricing analyst. Every
+night is one row of the `nightly_runs` table. A failure at any step publishes nothing (a sheet
+is only ever published by the last step), leaves the last good sheet live, and is recorded in
+three places: the Prefect state (the flow re-raises), the MLflow parent run (FAILED, with
+the failed step and reason tags) and `nightly_runs` (shown by `idlecap status`).
+"""
+from __future__ import annotations
+
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+
+from pipelines.forecast_flow import _newest_plan, forecast, load_inputs, train_forecaster
+from pipelines.ingest_flow import ingest_calendar, ingest_telemetry
+from pipelines.pricing_flow import price
+from pipelines.settings import Settings, load_settings
+from pipelines.tracking import ensure_experiment
+from warehouse.db import connect
+from warehouse.nightly import live_errors, record_night
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _record(settings: Settings, night_id: str, **fields: Any) -> None:
+    con = connect(settings.duckdb_path)
+    try:
+        record_night(con, night_id, **fields)
+    finally:
+        con.close()
+
+
+def _child(client, parent_id: str, name: str, tags: dict[str, str] | None = None) -> str:
+    exp = client.get_run(parent_id).info.experiment_id
+    return client.create_run(exp, run_name=name, tags={"mlflow.parentRunId": parent_id, "kind": name.split()[0],
+                                                       **(tags or {})}).info.run_id
+
+
+@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+def retrain_decision(settings: Settings, data_through: pd.Timestamp, mode: str) -> tuple[bool, str]:
+    """Train when asked, when there is no champion, when the champion's data is older than the
+    cadence, or when last week's forecasts did worse than seasonal naive by the configured factor."""
+    import mlflow
+
+    n = settings.nightly
+    if mode == "always":
+        return True, "retrain requested"
+    if mode == "never":
+        return False, "retraining disabled for this run"
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    try:
+        champ = client.get_model_version_by_alias(settings.forecast.registered_model, "champion")
+    except Exception:  # noqa: BLE001 - no registered model or no alias yet
+        return True, "no champion model yet"
+    end = pd.Timestamp(champ.tags.get("data_end", "1970-01-01"), tz="UTC") if "data_end" in champ.tags else None
+    if end is None or pd.isna(end):
+        return True, f"champion v{champ.version} has no data_end tag"
+    end = end.tz_convert("UTC") if end.tzinfo else end.tz_localize("UTC")
+    age_days = (data_through - end) / pd.Timedelta(days=1)
+    if age_days >= n.retrain_every_days:
+        return True, f"champion v{champ.version} was trained on data to {end:%Y-%m-%d %H:%M}, {age_days:.1f} days ago (cadence {n.retrain_every_days:g})"
+    con = connect(settings.duckdb_path, read_only=True)
+    try:
+        err = live_errors(con, (data_through - pd.Timedelta(days=7)).to_pydatetime(), data_through.to_pydatetime(),
+                          24, settings.forecast.min_coverage)
+    finally:
+        con.close()
+    pts = int(err["n"].sum()) if len(err) else 0
+    if pts >= n.live_check_min_points:
+        rel = float((err["mae"] * err["n"]).sum() / max((err["mae_snaive"] * err["n"]).sum(), 1e-9))
+        if rel > n.retrain_if_relative_mae_above:
+            return True, f"last week's forecasts: MAE {rel:.2f}x seasonal naive on {pts} hours (limit {n.retrain_if_relative_mae_above:g})"
+        return False, f"champion v{champ.version} is {age_days:.1f} days old; last week MAE {rel:.2f}x seasonal naive on {pts} hours"
+    return False, f"champion v{champ.version} is {age_days:.1f} days old; {pts} scored hours from last week (need {n.live_check_min_points} to judge)"
+
+
+@task
+def fan_chart_png(history: pd.DataFrame, fc: pd.DataFrame, plan: pd.DataFrame, pool: str) -> tuple[str, bytes]:
+    """One pool's chart (mapped over pools on the thread runner)."""
+    from models.plots import fan_chart
+
+    return pool, fan_chart(history, fc, plan, title=f"{pool}: idle GPUs, tonight's forecast")
+
+
+@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+def load_forecast_rows(settings: Settings, forecast_id: str) -> pd.DataFrame:
+    con = connect(settings.duckdb_path, read_only=True)
+    try:
+        return con.execute("SELECT * FROM forecasts WHERE forecast_id = ? AND grain = 'hour'", [forecast_id]).df()
+    finally:
+        con.close()
+
+
+def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> str:
+    """What a pricing analyst reads first: outcome, what changed, what to look at."""
+    lines = [f"# Night {night['started_at']:%Y-%m-%d %H:%M} UTC: **{night['status']}**", ""]
+    if night.get("failed_step"):
+        lines += [f"Failed at **{night['failed_step']}**: {night.get('reason')}", "",
+                  f"Nothing was published; sheet v{night.get('sheet_version')} stays live.", ""]
+    lines += [
+        f"- data through: {night.get('data_through')}",
+        f"- ingest: {night.get('files_ingested', 0)} file(s), {night.get('rows_loaded', 0):,} rows loaded",
+        f"- training: {'yes' if night.get('trained') else 'no'} ({night.get('train_reason')})",
+        f"- forecast: {night.get('forecast_id')}",
+        f"- live sheet: v{night.get('sheet_version')}",
+    ]
+    if result:
+        m = result.get("metrics") or {}
+        lines += ["", f"## Pricing: {result.get('status')}" + (f" ({result.get('reason')})" if result.get("reason") else ""), ""]
+        if m:
+            lines += [f"- items offered {m.get('items.offered', 0):.0f}, withdrawn {m.get('items.withdrawn', 0):.0f}, "
+                      f"pools held {m.get('pools.held', 0):.0f}",
+                      f"- GPU-hours offered {m.get('gpu_hours.offered', 0):,.0f}; expected spot revenue "
+                      f"${m.get('revenue.expected_spot', 0):,.0f}; mean discount vs reference {m.get('discount.mean', 0):.1%}",
+                      f"- diff vs last sheet: {m.get('diff.added', 0):.0f} added, {m.get('diff.removed', 0):.0f} removed, "
+                      f"{m.get('diff.changed', 0):.0f} changed by more than the threshold",
+                      f"- overrides applied: {m.get('overrides.entries', 0):.0f}"]
+            g = {k.split(".", 1)[1]: v for k, v in m.items() if k.startswith("guardrail.")}
+            if g:
+                lines += ["- guardrails: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(g.items()))]
+        held = result.get("held_pools") or {}
+        if held:
+            lines += ["", "## Held pools (kept their last prices)", ""] + [f"- {p}: {r}" for p, r in sorted(held.items())]
+        diff = result.get("diff")
+        if isinstance(diff, pd.DataFrame) and len(diff) and "change" in diff:
+            top = diff.reindex(diff["change"].abs().sort_values(ascending=False).index).head(10)
+            lines += ["", "## Largest price moves (vs the last sheet)", "",
+                      "| pool | product | start | old | new | change | why |", "|---|---|---|---:|---:|---:|---|"]
+            lines += [f"| {r.pool} | {r.product} | {pd.Timestamp(r.start):%Y-%m-%d %H:%M} | {r.old_price:.4f} | "
+                      f"{r.new_price:.4f} | {r.change:+.1%} | {r.reasons} |" for r in top.itertuples()]
+    lines += ["", "Artifacts: `price/sheet/` (the sheet, diff, withdrawn items), `forecast/fan_charts/`, "
+              "`price/charts/`, `price/overrides/` (the overrides file honoured, if any)."]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="nightly", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
+def nightly(settings: Settings | None = None, paths: list[str] | None = None, calendar: list[str] | None = None,
+            retrain: str = "auto", as_of: datetime | None = None, replay: bool | None = None) -> dict[str, Any]:
+    """One night. `paths`/`calendar` default to [nightly] inbox/calendar; retrain: auto | always | never."""
+    from mlflow.tracking import MlflowClient
+
+    settings = settings or load_settings()
+    n = settings.nightly
+    logger = get_run_logger()
+    if retrain not in ("auto", "always", "never"):
+        raise ValueError(f"retrain must be auto, always or never, not {retrain!r}")
+    try:
+        from prefect.runtime import flow_run
+
+        night_id = str(flow_run.id or uuid.uuid4())
+    except Exception:  # noqa: BLE001
+        night_id = str(uuid.uuid4())
+    started = _utc_now()
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    exp_id = ensure_experiment(settings, n.experiment)
+    parent = client.create_run(exp_id, run_name=f"night {started:%Y-%m-%d %H:%M}",
+                               tags={"kind": "nightly", "night_id": night_id}).info.run_id
+    night: dict[str, Any] = {"started_at": started, "status": "running", "mlflow_run_id": parent}
+    _record(settings, night_id, **night)
+    step, result = "ingest", None
+    try:
+        # ---- ingest -------------------------------------------------------------------------
+        run = _child(client, parent, "ingest")
+        files = paths if paths is not None else n.inbox
+        ing = ingest_telemetry(files, n.source, settings=settings) if files else {"totals": {}, "by_status": {}, "files": []}
+        cal_files = calendar if calendar is not None else n.calendar
+        cal = ingest_calendar(cal_files, settings=settings) if cal_files else None
+        t = ing["totals"]
+        night.update(files_ingested=len(ing["files"]), rows_loaded=int(t.get("rows_loaded", 0)))
+        for k, v in t.items():
+            client.log_metric(run, f"rows.{k.removeprefix('rows_')}", float(v))
+        client.log_metric(run, "files", float(len(ing["files"])))
+        client.set_tag(run, "by_status", str(ing["by_status"]))
+        if cal is not None:
+            client.set_tag(run, "calendar", str({k: v for k, v in cal.items() if k != "files"})[:5000])
+        client.set_terminated(run, "FINISHED")
+        df, _ = load_inputs(settings)
+        data_through = df.loc[df["y"].notna(), "ds"].max()
+        if pd.isna(data_through):
+            raise RuntimeError("no usable telemetry in the warehouse: nothing to forecast")
+        night["data_through"] = data_through.to_pydatetime()
+        client.set_tag(parent, "data_start", str(df["ds"].min()))
+        client.set_tag(parent, "data_end", str(data_through))
+
+        # ---- train (when due) ---------------------------------------------------------------
+        step = "train"
+        do_train, why = retrain_decision(settings, data_through, retrain)
+        night.update(trained=do_train, train_reason=why)
+        logger.info("training: %s (%s)", do_train, why)
+        if do_train:
+            tr = train_forecaster(settings, parent_run_id=parent)
+            client.set_tag(tr["run_id"], "train_reason", why)
+        else:
+            run = _child(client, parent, "train (skipped)", {"train_reason": why})
+            client.set_terminated(run, "FINISHED")
+
+        # ---- forecast -----------------------------------------------------------------------
+        step = "forecast"
+        run = _child(client, parent, "forecast")
+        fc = forecast(settings)
+        night["forecast_id"] = fc["forecast_id"]
+        client.log_param(run, "forecast_id", fc["forecast_id"])
+        client.log_param(run, "model_version", fc["model_version"])
+        client.log_metric(run, "hourly_rows", float(fc["hourly_rows"]))
+        client.log_metric(run, "pools_without_forecast", float(len(fc["pools_without_forecast"])))
+        if n.fan_charts:
+            rows = load_forecast_rows(settings, fc["forecast_id"])
+            _, cal_frame = load_inputs(settings)
+            plan = _newest_plan(cal_frame)
+            caps = df.groupby("unique_id")["gpus_total"].last().sort_values(ascending=False)
+            pools = [p for p in caps.index if p in set(rows["unique_id"])][: n.fan_charts]
+            charts = fan_chart_png.map([df[df["unique_id"] == p] for p in pools],
+                                       [rows[rows["unique_id"] == p] for p in pools],
+                                       [plan[plan["unique_id"] == p] for p in pools], pools)
+            with tempfile.TemporaryDirectory() as tmp:
+                for pool, png in (c.result() for c in charts):
+                    (Path(tmp) / f"{pool}.png".replace("/", "_")).write_bytes(png)
+                client.log_artifacts(run, tmp, "fan_charts")
+        client.set_terminated(run, "FINISHED")
+
+        # ---- price and publish --------------------------------------------------------------
+        step = "price"
+        replaying = n.replay if replay is None else replay
+        price_at = (data_through + pd.Timedelta(hours=1)).to_pydatetime() if replaying else (as_of or _utc_now())
+        result = price(settings, as_of=price_at, parent_run_id=parent)
+        night.update(status=result["status"], sheet_version=result.get("version"),
+                     reason=result.get("reason"))
+        if result.get("version") is not None:
+            client.set_tag(parent, "sheet_version", str(result["version"]))
+        client.set_tag(parent, "status", result["status"])
+        step = "review"
+        night["finished_at"] = _utc_now()
+        _record(settings, night_id, **{k: v for k, v in night.items() if k != "started_at"})
+        _summary(client, parent, night, result)
+        client.set_terminated(parent, "FINISHED")
+        logger.info("night %s: %s, sheet v%s", night_id, result["status"], result.get("version"))
+        return {"night_id": night_id, "status": result["status"], "sheet_version": result.get("version"),
+                "published": result["status"] == "published", "trained": night.get("trained"),
+                "train_reason": night.get("train_reason"), "forecast_id": night.get("forecast_id"),
+                "mlflow_run_id": parent, "price": result, "ingest": ing}
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        live = _live_version(settings)
+        night.update(status="failed", failed_step=step, reason=reason, finished_at=_utc_now(), sheet_version=live)
+        try:
+            _record(settings, night_id, **{k: v for k, v in night.items() if k != "started_at"})
+            client.set_tag(parent, "status", "failed")
+            client.set_tag(parent, "failed_step", step)
+            client.set_tag(parent, "reason", reason)
+            _summary(client, parent, night, result)
+            client.set_terminated(parent, "FAILED")
+        except Exception as inner:  # noqa: BLE001 - recording must not hide the original failure
+            logger.error("could not record the failed night: %s", inner)
+        logger.error("night %s failed at %s: %s; sheet v%s stays live", night_id, step, reason, live)
+        raise
+
+
+def _live_version(settings: Settings) -> int | None:
+    from pricing.sheet import latest_sheet_path
+
+    p = latest_sheet_path(settings.sheets_dir)
+    return int(p.stem.rsplit("-", 1)[1]) if p else None
+
+
+def _summary(client, parent: str, night: dict[str, Any], result: dict[str, Any] | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "summary.md"
+        path.write_text(summary_markdown(night, result))
+        client.log_artifact(parent, str(path))
+

@@ -1,0 +1,54 @@
+"""The nightly run log and the champion's live error over the last week (for the retrain decision)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+COLUMNS = ["night_id", "started_at", "finished_at", "status", "failed_step", "reason", "files_ingested",
+           "rows_loaded", "trained", "train_reason", "forecast_id", "sheet_version", "data_through", "mlflow_run_id"]
+
+
+def record_night(con: duckdb.DuckDBPyConnection, night_id: str, **fields: Any) -> None:
+    """Insert or update one night's row (by column name: never by position)."""
+    unknown = set(fields) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown nightly_runs columns {sorted(unknown)}")
+    exists = con.execute("SELECT count(*) FROM nightly_runs WHERE night_id = ?", [night_id]).fetchone()[0]
+    if exists:
+        if fields:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            con.execute(f"UPDATE nightly_runs SET {sets} WHERE night_id = ?", [*fields.values(), night_id])
+    else:
+        cols = ["night_id", *fields]
+        con.execute(f"INSERT INTO nightly_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [night_id, *fields.values()])
+
+
+def last_nights(con: duckdb.DuckDBPyConnection, limit: int = 10) -> pd.DataFrame:
+    return con.execute(f"SELECT {', '.join(COLUMNS)} FROM nightly_runs ORDER BY started_at DESC LIMIT ?", [limit]).df()
+
+
+def live_errors(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime, horizon_hours: int = 24,
+                min_coverage: float = 0.5) -> pd.DataFrame:
+    """Per pool, the stored forecasts' errors on hours that have since been observed.
+
+    Forecast runs with an origin in [since, until), their first `horizon_hours` hours, against the
+    realized idle GPUs, next to the seasonal-naive forecast (same hour a day earlier) on the same
+    points: n, mae, mae_snaive. Data the forecasts never saw, so a fair 'last week' check."""
+    return con.execute("""
+        WITH runs AS (
+            SELECT forecast_id, origin FROM forecast_runs WHERE origin >= ? AND origin < ?
+        ), f AS (
+            SELECT f.unique_id AS pool, f.ds, f.mean FROM forecasts f JOIN runs r USING (forecast_id)
+            WHERE f.grain = 'hour' AND f.ds < r.origin + to_hours(?) AND f.ds <= ?
+        ), y AS (
+            SELECT pool, ts AS ds, idle_gpu_hours AS y FROM pool_hourly
+            WHERE coverage >= ? AND quality_flag IS NULL
+        )
+        SELECT f.pool, count(*) AS n, avg(abs(f.mean - y.y)) AS mae, avg(abs(s.y - y.y)) AS mae_snaive
+        FROM f JOIN y USING (pool, ds) JOIN y s ON s.pool = f.pool AND s.ds = f.ds - INTERVAL 24 HOUR
+        GROUP BY f.pool ORDER BY f.pool
+    """, [since, until, horizon_hours, until, min_coverage]).df()
