@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -213,6 +213,21 @@ def status(config: Optional[Path] = ConfigOpt) -> None:
     f = st.failed_files(con)
     if len(f):
         print_frame(f, "failed / aborted files")
+    from warehouse.nightly import last_nights
+
+    nights = last_nights(con, 10)
+    con.close()
+    if len(nights):
+        nights["took"] = (nights["finished_at"] - nights["started_at"]).map(
+            lambda d: "-" if pd_isna(d) else f"{d.total_seconds():.0f} s")
+        cols = ["started_at", "status", "failed_step", "reason", "trained", "sheet_version", "data_through",
+                "files_ingested", "rows_loaded", "took"]
+        n = nights[cols].copy()
+        n["reason"] = n["reason"].map(lambda r: "-" if r is None or pd_isna(r) else str(r)[:70])
+        print_frame(n, "last nightly runs (newest first)")
+    else:
+        console.print("[dim]no nightly run yet (`idlecap nightly`, or `idlecap schedule` to run it every night)[/dim]")
+    _live_sheet_line(s)
 
 
 @app.command()
@@ -570,38 +585,36 @@ def price_backtest(
 
 @app.command()
 def demo(config: Optional[Path] = ConfigOpt) -> None:
-    """The main job on the embedded defaults and the bundled sample (Helios Earth, 16 pools)."""
+    """The main job on the embedded defaults and the bundled sample: one night, then what to open next."""
     sample = SAMPLE_DIR / "helios_earth_sample.parquet"
     if not sample.exists():
         console.print(f"[red]bundled sample {sample} is missing[/red]")
         raise typer.Exit(code=1)
-    console.rule("idlecap demo: ingest the bundled Helios Earth sample")
-    ingest([str(sample)], source="canonical", force=False, config=config)
+    s = _settings(config)
+    from pipelines.nightly_flow import nightly as nightly_flow
+
+    console.rule("idlecap demo: one night on the bundled Helios Earth sample (16 V100 pools, May 2020)")
+    console.print("[dim]ingest -> refresh pool_hourly -> train if due (always on the first run) -> forecast -> "
+                  "price as of the hour after the sample ends (a replay of that night) -> publish[/dim]")
+    try:
+        out = _run_with_progress("nightly", nightly_flow, settings=s, paths=[str(sample)], retrain="auto", replay=True)
+    except Exception as exc:
+        console.print(f"[red]the night failed[/red]: {type(exc).__name__}: {exc} (see `idlecap status`)")
+        raise typer.Exit(code=1)
     console.rule("status")
     status(config=config)
-    console.rule("train: backtest the candidates, choose per pool, log to MLflow, register")
-    train(windows=None, horizon=None, models=None, config=config)
-    console.rule("forecast: the champion, hourly for the spot horizon and daily totals for reserved terms")
-    forecast(config=config)
-    console.rule("price: spot and reserved offers under AWS/Azure reference rates, published as a versioned sheet")
-    s = _settings(config)
-    from warehouse.db import connect
-    from warehouse.forecasts import latest_forecast_run
-
-    con = connect(s.duckdb_path, read_only=True)
-    run = latest_forecast_run(con)
-    con.close()
-    replay = (pd_timestamp(run["data_through"]) + timedelta(hours=1)).to_pydatetime()
-    console.print(f"[dim]the sample ends {run['data_through']}: pricing as of {replay} (a replay of that night)[/dim]")
-    try:
-        price(as_of=replay, force=False, config=config)
-    except typer.Exit as exc:
-        if exc.exit_code not in (0, None):
-            raise
-    sheet_show(version=None, product="reserved_1d", pool=None, limit=20, config=config)
-    s = load_settings(config)
-    console.print(f"warehouse: {s.duckdb_path}; MLflow: {s.mlflow_tracking_uri} "
-                  "(re-run `make demo`: the sample is skipped, training logs a new run, champion moves only if better)")
+    console.rule("the night's price sheet")
+    _night_report(s, out, live=False)
+    console.rule("next")
+    uri = s.mlflow_tracking_uri
+    console.print(f"""review the night in MLflow:
+  .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000      # then http://127.0.0.1:5000, experiment {s.nightly.experiment!r}
+serve the sheet:
+  .venv/bin/idlecap api-key create --scope customer                  # prints a key once
+  .venv/bin/idlecap serve --port 8000                                # then http://127.0.0.1:8000/docs
+  curl -H "Authorization: Bearer <key>" http://127.0.0.1:8000/v1/price-sheet
+(the sample is from 2020, so the API flags the sheet as expired: Idlecap-Sheet-Status: expired)
+run it every night: .venv/bin/idlecap schedule   (cron {s.nightly.cron} {s.nightly.timezone})""", highlight=False)
 
 
 @app.command()
@@ -628,6 +641,58 @@ def serve(
     uvicorn.run("pipelines.serve:app", factory=True, host=host, port=port, workers=workers, loop="uvloop",
                 http="httptools", access_log=False, log_level="warning", server_header=False,
                 timeout_graceful_shutdown=5)
+
+
+def pd_isna(v: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(v))
+
+
+def _live_sheet_line(s: Settings) -> None:
+    """The sheet customers get right now (LATEST), its age and whether it is still valid."""
+    from pricing.sheet import latest_sheet_path, read_sheet
+
+    path = latest_sheet_path(s.sheets_dir)
+    if path is None:
+        console.print(f"[yellow]no sheet published yet in {s.sheets_dir}[/yellow]")
+        return
+    sh = read_sheet(path)
+    now = datetime.now(timezone.utc)
+    age = now - pd_timestamp(sh["generated_at"])
+    until = pd_timestamp(sh["valid_until"])
+    state = "[green]valid[/green]" if now < until else "[yellow]expired[/yellow]"
+    console.print(f"live sheet: [bold]v{sh['version']}[/bold], generated {sh['generated_at']} ({age.total_seconds() / 3600:,.1f} h ago), "
+                  f"valid {sh['valid_from']} to {sh['valid_until']} ({state}), {len(sh['items'])} items, data through {sh['data_through']}")
+
+
+def sheet_table(path: Path, title: str) -> None:
+    """The published sheet per pool and product: what a customer is offered, and against what."""
+    import pandas as pd
+
+    from pricing.sheet import items_table, read_sheet
+
+    df = items_table(read_sheet(path)["items"])
+    if df.empty:
+        console.print("[yellow]the sheet offers nothing[/yellow]")
+        return
+
+    def rng(x: pd.Series, fmt: str) -> str:
+        lo, hi = x.min(), x.max()
+        return fmt.format(lo) if abs(hi - lo) < 1e-9 else f"{fmt.format(lo)}-{fmt.format(hi)}"
+
+    rows = []
+    for (pool, product), g in df.groupby(["pool", "product"], sort=True):
+        rows.append({
+            "pool": pool, "gpu_model": g["gpu_model"].iloc[0], "product": product, "items": len(g),
+            "price $/GPU-h": rng(g["price_per_gpu_hour"], "{:.3f}"),
+            "reference": f"{g['reference_provider'].iloc[0]} {g['reference_sku'].iloc[0]} {g['reference_product'].iloc[0]} "
+                         f"{g['reference_price'].iloc[0]:.3f}",
+            "discount": f"{g['discount_vs_reference'].mean():.0%}",
+            "GPUs offered": rng(g["gpus_offered"], "{:.0f}"),
+            "interruption risk": "-" if product != "spot" else rng(g["interruption_risk"], "{:.2f}"),
+        })
+    print_frame(pd.DataFrame(rows), title, max_rows=80)
 
 
 def _key_count(path: Path) -> int:
@@ -686,6 +751,73 @@ def api_key_revoke(key_id: str = typer.Argument(..., help="the key's id (second 
         console.print(f"[red]{exc.args[0]}[/red]")
         raise typer.Exit(1)
     console.print(f"revoked {rec.key_id} at {rec.revoked_at}")
+
+
+@app.command()
+def nightly(
+    paths: Optional[list[str]] = typer.Argument(None, help="telemetry to ingest (default: [nightly] inbox)"),
+    calendar: Optional[list[str]] = typer.Option(None, "--calendar", help="plan files (default: [nightly] calendar)"),
+    retrain: str = typer.Option("auto", help="auto (cadence or degraded last week), always, never"),
+    replay: Optional[bool] = typer.Option(None, "--replay/--no-replay",
+                                          help="price as of the newest telemetry hour + 1 h (default: [nightly] replay)"),
+    source: Optional[str] = typer.Option(None, help="telemetry format (default: [nightly] source)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """One night now: ingest -> retrain if due -> forecast -> price -> publish (exit 1 when it failed)."""
+    s = _settings(config)
+    if source:
+        s = s.model_copy(update={"nightly": s.nightly.model_copy(update={"source": source})})
+    from pipelines.nightly_flow import nightly as nightly_flow
+
+    try:
+        out = _run_with_progress("nightly", nightly_flow, settings=s, paths=paths or None, calendar=calendar or None,
+                                 retrain=retrain, replay=replay)
+    except Exception as exc:  # the flow recorded it (Prefect state, MLflow, nightly_runs)
+        console.print(f"[red]the night failed[/red]: {type(exc).__name__}: {exc}")
+        _live_sheet_line(s)
+        console.print("details: `idlecap status`, and the FAILED run in MLflow experiment "
+                      f"{s.nightly.experiment!r}")
+        raise typer.Exit(code=1)
+    _night_report(s, out)
+
+
+def _night_report(s: Settings, out: dict[str, Any], live: bool = True) -> None:
+    from pricing.sheet import latest_sheet_path
+
+    verdict = {"published": "[green]published[/green]", "unchanged": "[cyan]unchanged[/cyan]",
+               "held": "[yellow]held[/yellow]"}.get(out["status"], out["status"])
+    console.print(f"night {out['night_id']}: {verdict} sheet v{out['sheet_version']}; trained: {out['trained']} "
+                  f"({out['train_reason']}); forecast {out['forecast_id']}")
+    if out["price"].get("reason"):
+        console.print(f"[dim]{out['price']['reason']}[/dim]")
+    path = latest_sheet_path(s.sheets_dir)
+    if path is not None:
+        sheet_table(path, f"{path.name}: per pool and product (discount = mean share under the reference)")
+    if live:
+        _live_sheet_line(s)
+    console.print(f"MLflow: run {out['mlflow_run_id']} in experiment {s.nightly.experiment!r} "
+                  "(summary.md first, then the nested ingest / train / forecast / price runs)")
+
+
+@app.command()
+def schedule(
+    cron: Optional[str] = typer.Option(None, help="cron (default [nightly] cron, 0 2 * * *)"),
+    tz: Optional[str] = typer.Option(None, "--timezone", help="time zone of the cron (default [nightly] timezone)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Serve the nightly deployment on a cron via Prefect (runs until stopped; Ctrl-C to stop)."""
+    s = _settings(config)
+    if config is not None:
+        os.environ["IDLECAP_CONFIG"] = str(Path(config).resolve())  # scheduled runs load the same settings
+    from pipelines.nightly_flow import nightly_deployment
+
+    dep = nightly_deployment(s, cron=cron, timezone_name=tz)
+    sched = dep.schedules[0].schedule
+    console.print(f"serving deployment [bold]nightly/{dep.name}[/bold] on cron '{sched.cron}' ({sched.timezone}); "
+                  f"Prefect API: {os.environ.get('PREFECT_API_URL') or 'a local temporary server (set PREFECT_API_URL to keep run history)'}")
+    from prefect import serve as prefect_serve
+
+    prefect_serve(dep)
 
 
 def main() -> None:

@@ -267,6 +267,17 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
         raise
 
 
+def nightly_deployment(settings: Settings, cron: str | None = None, timezone_name: str | None = None):
+    """The nightly flow as a Prefect deployment on a cron (what `idlecap schedule` serves)."""
+    from prefect.schedules import Cron
+
+    n = settings.nightly
+    return nightly.to_deployment(
+        name=n.deployment, schedules=[Cron(cron or n.cron, timezone=timezone_name or n.timezone)],
+        description="ingest -> retrain if due -> forecast -> price -> publish", tags=["idlecap"],
+    )
+
+
 def _live_version(settings: Settings) -> int | None:
     from pricing.sheet import latest_sheet_path
 
