@@ -36,6 +36,9 @@ from warehouse.db import connect
 from warehouse.forecasts import latest_forecast_run, pool_last_observed
 
 
+GUARDRAIL_NAMES = ("max_change", "floor", "spot_parity", "ceiling", "hold_last", "override")
+
+
 class Hold(Exception):
     """The inputs cannot be priced: the last published sheet stays in force."""
 
@@ -291,7 +294,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             history.record_demand_fits(con, demand.table())
         finally:
             con.close()
-        gc = guardrail_counts(offered)
+        gc = {**{g: 0 for g in GUARDRAIL_NAMES}, **guardrail_counts(offered)}  # zeros too: a reviewer sees none fired
         metrics = {
             "items.offered": len(offered), "items.withdrawn": int((~items["offered"].astype(bool)).sum()),
             "pools.held": len(hold), "gpu_hours.offered": float((offered["gpus_offered"] * offered["hours"]).sum()),
