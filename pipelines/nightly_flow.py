@@ -140,12 +140,12 @@ def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> st
                       "| pool | product | start | old | new | change | why |", "|---|---|---|---:|---:|---:|---|"]
             lines += [f"| {r.pool} | {r.product} | {pd.Timestamp(r.start):%Y-%m-%d %H:%M} | {r.old_price:.4f} | "
                       f"{r.new_price:.4f} | {r.change:+.1%} | {r.reasons} |" for r in top.itertuples()]
-    lines += ["", "Artifacts: `price/sheet/` (the sheet, diff, withdrawn items), `forecast/fan_charts/`, "
-              "`price/charts/`, `price/overrides/` (the overrides file honoured, if any)."]
+    lines += ["", "More in the nested runs: `price` (sheet/: the sheet, every candidate item, withdrawn items, diff; "
+              "charts/; overrides/), `forecast` (fan_charts/), the training run when it trained (backtest/, fan_charts/)."]
     return "\n".join(lines) + "\n"
 
 
-@flow(name="nightly", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
+@flow(name="nightly", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))  # per-pool tasks in threads
 def nightly(settings: Settings | None = None, paths: list[str] | None = None, calendar: list[str] | None = None,
             retrain: str = "auto", as_of: datetime | None = None, replay: bool | None = None) -> dict[str, Any]:
     """One night. `paths`/`calendar` default to [nightly] inbox/calendar; retrain: auto | always | never."""

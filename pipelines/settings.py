@@ -239,7 +239,6 @@ class NightlySettings(BaseModel):
     deployment: str = "idlecap-nightly"
     experiment: str = "idlecap-nightly"
     fan_charts: int = Field(6, ge=0, description="fan charts of the night's forecast (largest pools)")
-    workers: int = Field(4, ge=1, description="threads for per-pool tasks")
 
     @field_validator("inbox", "calendar", mode="before")
     @classmethod
