@@ -6,7 +6,7 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402  (not pyplot: charts are drawn from worker threads)
 import pandas as pd  # noqa: E402
 
 
@@ -18,7 +18,8 @@ def fan_chart(
     history_hours: int = 168,
 ) -> bytes:
     """One pool: history (ds, y), forecast (ds, mean, q05..q95), plan rows (start, end, gpus)."""
-    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=100)
+    fig = Figure(figsize=(10, 3.6), dpi=100)
+    ax = fig.subplots()
     hist = history.sort_values("ds")
     if len(forecast):
         hist = hist[hist["ds"] >= forecast["ds"].min() - pd.Timedelta(hours=history_hours)]
@@ -45,5 +46,4 @@ def fan_chart(
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()

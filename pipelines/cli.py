@@ -215,8 +215,13 @@ def status(config: Optional[Path] = ConfigOpt) -> None:
         print_frame(f, "failed / aborted files")
     from warehouse.nightly import last_nights
 
-    nights = last_nights(con, 10)
+    has = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'nightly_runs'").fetchone()[0]
+    nights = last_nights(con, 10) if has else None  # a warehouse from before the nightly flow (read-only: not migrated)
     con.close()
+    if nights is None:
+        import pandas as pd
+
+        nights = pd.DataFrame()
     if len(nights):
         nights["took"] = (nights["finished_at"] - nights["started_at"]).map(
             lambda d: "-" if pd_isna(d) else f"{d.total_seconds():.0f} s")
@@ -805,19 +810,73 @@ def schedule(
     tz: Optional[str] = typer.Option(None, "--timezone", help="time zone of the cron (default [nightly] timezone)"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
-    """Serve the nightly deployment on a cron via Prefect (runs until stopped; Ctrl-C to stop)."""
+    """Serve the nightly deployment on a cron via Prefect (runs until stopped; Ctrl-C to stop).
+
+    With PREFECT_API_URL set, the deployment is registered with that server. Without it, a local
+    Prefect server is started first (Prefect's temporary server has no scheduler), on
+    127.0.0.1:[nightly] prefect_port, with its UI there and its state in var/prefect."""
+    import subprocess
+    import sys
+    import time
+    from zoneinfo import ZoneInfo
+
     s = _settings(config)
     if config is not None:
         os.environ["IDLECAP_CONFIG"] = str(Path(config).resolve())  # scheduled runs load the same settings
-    from pipelines.nightly_flow import nightly_deployment
+    tz = tz or s.nightly.timezone
+    try:
+        ZoneInfo(tz)
+    except Exception:  # noqa: BLE001
+        console.print(f"[red]unknown time zone {tz!r}[/red] (IANA names, e.g. UTC, Europe/Paris)")
+        raise typer.Exit(code=2)
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        import httpx
 
-    dep = nightly_deployment(s, cron=cron, timezone_name=tz)
-    sched = dep.schedules[0].schedule
-    console.print(f"serving deployment [bold]nightly/{dep.name}[/bold] on cron '{sched.cron}' ({sched.timezone}); "
-                  f"Prefect API: {os.environ.get('PREFECT_API_URL') or 'a local temporary server (set PREFECT_API_URL to keep run history)'}")
-    from prefect import serve as prefect_serve
+        port = s.nightly.prefect_port
+        log = Path(s.prefect_home) / "server.log"
+        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                   "--port", str(port)], stdout=log.open("ab"), stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/api"
+        with console.status(f"starting a local Prefect server on {url} (log {log})"):
+            deadline = time.monotonic() + 120
+            while True:
+                if server.poll() is not None:
+                    console.print(f"[red]the Prefect server exited ({server.returncode}); see {log}[/red]")
+                    raise typer.Exit(code=1)
+                try:
+                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    server.terminate()
+                    console.print(f"[red]the Prefect server did not answer in 120 s; see {log}[/red]")
+                    raise typer.Exit(code=1)
+                time.sleep(0.5)
+        os.environ["PREFECT_API_URL"] = url  # before prefect is imported below
+    try:
+        from pipelines.nightly_flow import nightly_deployment
 
-    prefect_serve(dep)
+        try:
+            dep = nightly_deployment(s, cron=cron, timezone_name=tz)
+        except ValueError as exc:
+            console.print(f"[red]invalid schedule[/red]: {exc}")
+            raise typer.Exit(code=2)
+        sched = dep.schedules[0].schedule
+        console.print(f"serving deployment [bold]nightly/{dep.name}[/bold] on cron '{sched.cron}' ({sched.timezone}) "
+                      f"with Prefect at {os.environ['PREFECT_API_URL']}"
+                      + (" (local server: UI at http://127.0.0.1:%d)" % s.nightly.prefect_port if server else ""))
+        from prefect import serve as prefect_serve
+
+        prefect_serve(dep)
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 def main() -> None:

@@ -60,30 +60,40 @@ def retrain_decision(settings: Settings, data_through: pd.Timestamp, mode: str) 
     if mode == "never":
         return False, "retraining disabled for this run"
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    name = settings.forecast.registered_model
     try:
-        champ = client.get_model_version_by_alias(settings.forecast.registered_model, "champion")
-    except Exception:  # noqa: BLE001 - no registered model or no alias yet
-        return True, "no champion model yet"
-    end = pd.Timestamp(champ.tags.get("data_end", "1970-01-01"), tz="UTC") if "data_end" in champ.tags else None
-    if end is None or pd.isna(end):
-        return True, f"champion v{champ.version} has no data_end tag"
-    end = end.tz_convert("UTC") if end.tzinfo else end.tz_localize("UTC")
+        champ = client.get_model_version_by_alias(name, "champion")
+    except mlflow.exceptions.MlflowException as exc:  # only "no such model / alias"; other errors are retried
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return True, "no champion model yet"
+        raise
+    # the cadence counts from the newest training, promoted or not: a challenger that lost still
+    # counts as a retrain, or every night after the cadence would train again
+    versions = client.search_model_versions(f"name = '{name}'")
+    ends = [pd.Timestamp(v.tags["data_end"]) for v in versions if v.tags.get("data_end")]
+    if not ends:
+        return True, f"no registered version of {name} has a data_end tag"
+    end = max(e.tz_convert("UTC") if e.tzinfo else e.tz_localize("UTC") for e in ends)
     age_days = (data_through - end) / pd.Timedelta(days=1)
     if age_days >= n.retrain_every_days:
-        return True, f"champion v{champ.version} was trained on data to {end:%Y-%m-%d %H:%M}, {age_days:.1f} days ago (cadence {n.retrain_every_days:g})"
+        return True, (f"the newest training used data to {end:%Y-%m-%d %H:%M}, {age_days:.1f} days before tonight's "
+                      f"(cadence {n.retrain_every_days:g} days)")
     con = connect(settings.duckdb_path, read_only=True)
     try:
         err = live_errors(con, (data_through - pd.Timedelta(days=7)).to_pydatetime(), data_through.to_pydatetime(),
-                          24, settings.forecast.min_coverage)
+                          24, settings.forecast.min_coverage, model_version=str(champ.version))
     finally:
         con.close()
     pts = int(err["n"].sum()) if len(err) else 0
     if pts >= n.live_check_min_points:
         rel = float((err["mae"] * err["n"]).sum() / max((err["mae_snaive"] * err["n"]).sum(), 1e-9))
         if rel > n.retrain_if_relative_mae_above:
-            return True, f"last week's forecasts: MAE {rel:.2f}x seasonal naive on {pts} hours (limit {n.retrain_if_relative_mae_above:g})"
-        return False, f"champion v{champ.version} is {age_days:.1f} days old; last week MAE {rel:.2f}x seasonal naive on {pts} hours"
-    return False, f"champion v{champ.version} is {age_days:.1f} days old; {pts} scored hours from last week (need {n.live_check_min_points} to judge)"
+            return True, (f"last week the champion v{champ.version}'s forecasts had {rel:.2f}x the seasonal-naive MAE "
+                          f"on {pts} hours (limit {n.retrain_if_relative_mae_above:g})")
+        return False, (f"newest training {age_days:.1f} days old; last week champion v{champ.version} MAE "
+                       f"{rel:.2f}x seasonal naive on {pts} hours")
+    return False, (f"newest training {age_days:.1f} days old; {pts} scored hours of champion v{champ.version} "
+                   f"last week (need {n.live_check_min_points} to judge)")
 
 
 @task
@@ -168,9 +178,9 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
     parent = client.create_run(exp_id, run_name=f"night {started:%Y-%m-%d %H:%M}",
                                tags={"kind": "nightly", "night_id": night_id}).info.run_id
     night: dict[str, Any] = {"started_at": started, "status": "running", "mlflow_run_id": parent}
-    _record(settings, night_id, **night)
-    step, result = "ingest", None
+    step, result, run = "ingest", None, None
     try:
+        _record(settings, night_id, **night)
         # ---- ingest -------------------------------------------------------------------------
         run = _child(client, parent, "ingest")
         files = paths if paths is not None else n.inbox
@@ -186,6 +196,7 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
         if cal is not None:
             client.set_tag(run, "calendar", str({k: v for k, v in cal.items() if k != "files"})[:5000])
         client.set_terminated(run, "FINISHED")
+        run = None
         df, _ = load_inputs(settings)
         data_through = df.loc[df["y"].notna(), "ds"].max()
         if pd.isna(data_through):
@@ -203,8 +214,7 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
             tr = train_forecaster(settings, parent_run_id=parent)
             client.set_tag(tr["run_id"], "train_reason", why)
         else:
-            run = _child(client, parent, "train (skipped)", {"train_reason": why})
-            client.set_terminated(run, "FINISHED")
+            client.set_terminated(_child(client, parent, "train (skipped)", {"train_reason": why}), "FINISHED")
 
         # ---- forecast -----------------------------------------------------------------------
         step = "forecast"
@@ -229,42 +239,63 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
                     (Path(tmp) / f"{pool}.png".replace("/", "_")).write_bytes(png)
                 client.log_artifacts(run, tmp, "fan_charts")
         client.set_terminated(run, "FINISHED")
+        run = None
 
         # ---- price and publish --------------------------------------------------------------
         step = "price"
         replaying = n.replay if replay is None else replay
         price_at = (data_through + pd.Timedelta(hours=1)).to_pydatetime() if replaying else (as_of or _utc_now())
         result = price(settings, as_of=price_at, parent_run_id=parent)
-        night.update(status=result["status"], sheet_version=result.get("version"),
-                     reason=result.get("reason"))
-        if result.get("version") is not None:
-            client.set_tag(parent, "sheet_version", str(result["version"]))
-        client.set_tag(parent, "status", result["status"])
-        step = "review"
-        night["finished_at"] = _utc_now()
-        _record(settings, night_id, **{k: v for k, v in night.items() if k != "started_at"})
-        _summary(client, parent, night, result)
-        client.set_terminated(parent, "FINISHED")
-        logger.info("night %s: %s, sheet v%s", night_id, result["status"], result.get("version"))
-        return {"night_id": night_id, "status": result["status"], "sheet_version": result.get("version"),
-                "published": result["status"] == "published", "trained": night.get("trained"),
-                "train_reason": night.get("train_reason"), "forecast_id": night.get("forecast_id"),
-                "mlflow_run_id": parent, "price": result, "ingest": ing}
     except BaseException as exc:
-        reason = f"{type(exc).__name__}: {exc}"[:2000]
-        live = _live_version(settings)
-        night.update(status="failed", failed_step=step, reason=reason, finished_at=_utc_now(), sheet_version=live)
-        try:
-            _record(settings, night_id, **{k: v for k, v in night.items() if k != "started_at"})
-            client.set_tag(parent, "status", "failed")
-            client.set_tag(parent, "failed_step", step)
-            client.set_tag(parent, "reason", reason)
-            _summary(client, parent, night, result)
-            client.set_terminated(parent, "FAILED")
-        except Exception as inner:  # noqa: BLE001 - recording must not hide the original failure
-            logger.error("could not record the failed night: %s", inner)
-        logger.error("night %s failed at %s: %s; sheet v%s stays live", night_id, step, reason, live)
+        _record_failure(settings, client, logger, night_id, night, parent, run, step, exc, result)
         raise
+    # ---- review: the sheet (if any) is live now; nothing here can turn the night into a failure --
+    night.update(status=result["status"], sheet_version=result.get("version"), reason=result.get("reason"),
+                 finished_at=_utc_now())
+    warnings = list(result.get("warnings", []))
+    for what, act in (
+        ("nightly_runs", lambda: _record(settings, night_id, **{k: v for k, v in night.items() if k != "started_at"})),
+        ("tags", lambda: [client.set_tag(parent, k, v) for k, v in (
+            ("status", result["status"]), ("sheet_version", str(result.get("version"))))]),
+        ("summary.md", lambda: _summary(client, parent, night, result)),
+    ):
+        try:
+            act()
+        except Exception as exc:  # noqa: BLE001
+            warnings.append(f"{what}: {type(exc).__name__}: {exc}")
+            logger.error("night %s: %s not recorded: %s", night_id, what, exc)
+    try:
+        client.set_terminated(parent, "FINISHED")
+    except Exception as exc:  # noqa: BLE001
+        warnings.append(f"MLflow parent run not closed: {exc}")
+    logger.info("night %s: %s, sheet v%s", night_id, result["status"], result.get("version"))
+    return {"night_id": night_id, "status": result["status"], "sheet_version": result.get("version"),
+            "published": result["status"] == "published", "trained": night.get("trained"),
+            "train_reason": night.get("train_reason"), "forecast_id": night.get("forecast_id"),
+            "mlflow_run_id": parent, "price": result, "ingest": ing, "warnings": warnings}
+
+
+def _record_failure(settings: Settings, client, logger, night_id: str, night: dict[str, Any], parent: str,
+                    child: str | None, step: str, exc: BaseException, result: dict[str, Any] | None) -> None:
+    """Say why in every place a reviewer looks; each one on its own, so one broken store hides nothing."""
+    reason = f"{type(exc).__name__}: {exc}"[:2000]
+    live = _live_version(settings)
+    night.update(status="failed", failed_step=step, reason=reason, finished_at=_utc_now(), sheet_version=live)
+    actions = [
+        ("child run", lambda: child and client.set_terminated(child, "FAILED")),
+        ("nightly_runs", lambda: _record(settings, night_id, **night)),
+        ("tags", lambda: [client.set_tag(parent, k, v) for k, v in
+                          (("status", "failed"), ("failed_step", step), ("reason", reason))]),
+        ("summary.md", lambda: _summary(client, parent, night, result)),
+        ("parent run", lambda: client.set_terminated(parent, "FAILED")),
+    ]
+    for what, act in actions:
+        try:
+            act()
+        except Exception as inner:  # noqa: BLE001 - recording must not hide the original failure
+            logger.error("night %s: could not record the failure in %s: %s", night_id, what, inner)
+    logger.error("night %s failed at %s: %s; sheet v%s stays live", night_id, step, reason, live)
+
 
 
 def nightly_deployment(settings: Settings, cron: str | None = None, timezone_name: str | None = None):
@@ -275,6 +306,7 @@ def nightly_deployment(settings: Settings, cron: str | None = None, timezone_nam
     return nightly.to_deployment(
         name=n.deployment, schedules=[Cron(cron or n.cron, timezone=timezone_name or n.timezone)],
         description="ingest -> retrain if due -> forecast -> price -> publish", tags=["idlecap"],
+        concurrency_limit=1,  # one writer: two nights at once would contend for the DuckDB file
     )
 
 

@@ -36,7 +36,7 @@ from warehouse.db import connect
 from warehouse.forecasts import latest_forecast_run, pool_last_observed
 
 
-GUARDRAIL_NAMES = ("max_change", "floor", "spot_parity", "ceiling", "hold_last", "override")
+GUARDRAIL_NAMES = ("max_change", "floor", "spot_parity", "ceiling", "hold_last", "override", "override_clipped")
 
 
 class Hold(Exception):
@@ -284,11 +284,6 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             mlflow_run_id=run_id, forecast_id=run["forecast_id"], items=public_items(offered), currency=p.currency,
         )
         diff, counts = diff_items(items, inputs["last_items"], p.diff_threshold)
-        if inputs["last"] is not None and inputs["last"]["content_sha256"] == sheet.content_sha256:
-            status, version, reason = "unchanged", last_version, "same content as the last sheet"
-        else:
-            paths = publish_sheet(sheet, fingerprint, items, settings, internal_forecast(inputs["hourly"], valid_from, sheet))
-            status, reason = "published", None
         con = connect(settings.duckdb_path)
         try:  # the curves this pass priced with (published or not), next to the MLflow copy
             history.record_demand_fits(con, demand.table())
@@ -305,6 +300,12 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             "overrides.entries": 0 if overrides_log is None else len(overrides_log),
             **{f"diff.{k}": v for k, v in counts.items()},
         }
+        # everything that can fail is done: publishing is the last step that may raise
+        if inputs["last"] is not None and inputs["last"]["content_sha256"] == sheet.content_sha256:
+            status, version, reason = "unchanged", last_version, "same content as the last sheet"
+        else:
+            paths = publish_sheet(sheet, fingerprint, items, settings, internal_forecast(inputs["hourly"], valid_from, sheet))
+            status, reason = "published", None
         result = {"status": status, "version": version, "reason": reason, "metrics": metrics, "held_pools": hold,
                   "valid_from": str(valid_from), "diff_rows": len(diff), "mlflow_run_id": run_id,
                   "paths": [str(x) for x in paths] if paths else None}
@@ -315,8 +316,17 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         _record(settings, as_of_ts, "failed", last_version, f"{type(exc).__name__}: {exc}", run_id)
         log_pricing(run_id, settings, {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}, None, None, None, None)
         raise
-    _record(settings, as_of_ts, result["status"], result["version"], result.get("reason"), run_id)
-    log_pricing(run_id, settings, result, items, diff, demand, paths, overrides_log)
+    # after a publish nothing may turn the night into a failure: the sheet is live whatever happens here
+    try:
+        _record(settings, as_of_ts, result["status"], result["version"], result.get("reason"), run_id)
+    except Exception as exc:  # noqa: BLE001
+        logger.error("sheet v%s %s, but the pricing run was not recorded: %s", result["version"], result["status"], exc)
+        result["warnings"] = [f"pricing_runs not recorded: {exc}"]
+    try:
+        log_pricing(run_id, settings, result, items, diff, demand, paths, overrides_log)
+    except Exception as exc:  # noqa: BLE001
+        logger.error("sheet v%s %s, but MLflow logging failed: %s", result["version"], result["status"], exc)
+        result.setdefault("warnings", []).append(f"MLflow logging incomplete: {exc}")
     return {**result, "diff": diff, "items": items}
 
 

@@ -237,6 +237,8 @@ class NightlySettings(BaseModel):
     cron: str = Field("0 2 * * *", description="when `idlecap schedule` runs the night")
     timezone: str = Field("UTC", description="time zone of the cron")
     deployment: str = "idlecap-nightly"
+    prefect_port: int = Field(4200, ge=1, le=65535, description="port of the local Prefect server `idlecap schedule` "
+                              "starts when PREFECT_API_URL is not set")
     experiment: str = "idlecap-nightly"
     fan_charts: int = Field(6, ge=0, description="fan charts of the night's forecast (largest pools)")
 

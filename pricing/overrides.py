@@ -7,10 +7,10 @@ and exactly one action:
     min = 0.80 / max = 2.0 # keep the price inside these (either or both)
     hold = true            # keep the last published items (prices and GPUs) unchanged
 
-plus a `reason` (required: it is shown in the sheet's guardrails and the MLflow run). Cost floor
-and reference ceiling still bind: an override can never sell under cost or above the undercut
-promise; when one of them wins, the item says so (`override_clipped`). Later entries win over
-earlier ones for the same item.
+plus a `reason` (required; it is shown in the sheet's guardrails, which customers see, and in the
+MLflow run). Cost floor and reference ceiling still bind: an override can never sell under cost
+or above the undercut promise; when one of them wins, the item says so (`override_clipped`).
+Later entries win over earlier ones for the same item, except that a hold is final.
 """
 from __future__ import annotations
 
@@ -61,6 +61,8 @@ def load_overrides(path: Path | None) -> list[Override]:
     out = []
     for n, e in enumerate(entries, start=1):
         where = f"{path}: override #{n}"
+        if not isinstance(e, dict):
+            raise OverrideError(f"{where}: each entry must be a [[override]] table, got {e!r}"[:300])
         unknown = set(e) - {"pool", "product", "reason", "fixed", "min", "max", "hold"}
         if unknown:
             raise OverrideError(f"{where}: unknown keys {sorted(unknown)}")
@@ -94,7 +96,9 @@ def apply_overrides(items: pd.DataFrame, overrides: list[Override], last: pd.Dat
     items["guardrails"] = [list(g) if isinstance(g, (list, tuple, np.ndarray)) else [] for g in items["guardrails"]]
     log = []
     for o in overrides:
-        hit = o.matches(items["pool"], items["product"]) & items["offered"].astype(bool)
+        held = pd.Series([any(str(x).startswith("override:hold:") for x in g) for g in items["guardrails"]],
+                         index=items.index, dtype=bool)
+        hit = o.matches(items["pool"], items["product"]) & items["offered"].astype(bool) & ~held  # a hold is final
         tag = f"override:{o.action}:{o.reason}"
         if o.hold:
             kept = pd.DataFrame()

@@ -8,13 +8,11 @@ import pandas as pd
 
 def price_vs_reference(items: pd.DataFrame, gpu_model: str) -> bytes:
     """Spot prices per pool over the blocks, reserved prices per term, references, ceilings and floor."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global state, safe from worker threads
 
     it = items[(items["gpu_model"] == gpu_model) & items["offered"].astype(bool)]
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
+    fig = Figure(figsize=(10, 4.5), dpi=100)
+    ax = fig.subplots()
     spot = it[it["product"] == "spot"]
     for pool, g in spot.groupby("pool"):
         ax.step(g["start"], g["price_per_gpu_hour"], where="post", lw=0.8, alpha=0.6)
@@ -39,5 +37,4 @@ def price_vs_reference(items: pd.DataFrame, gpu_model: str) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()

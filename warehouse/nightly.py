@@ -32,15 +32,17 @@ def last_nights(con: duckdb.DuckDBPyConnection, limit: int = 10) -> pd.DataFrame
 
 
 def live_errors(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime, horizon_hours: int = 24,
-                min_coverage: float = 0.5) -> pd.DataFrame:
+                min_coverage: float = 0.5, model_version: str | None = None) -> pd.DataFrame:
     """Per pool, the stored forecasts' errors on hours that have since been observed.
 
     Forecast runs with an origin in [since, until), their first `horizon_hours` hours, against the
     realized idle GPUs, next to the seasonal-naive forecast (same hour a day earlier) on the same
-    points: n, mae, mae_snaive. Data the forecasts never saw, so a fair 'last week' check."""
+    points: n, mae, mae_snaive. Data the forecasts never saw, so a fair 'last week' check.
+    `model_version` keeps only that model's forecasts (the champion's, not a replaced one's)."""
     return con.execute("""
         WITH runs AS (
-            SELECT forecast_id, origin FROM forecast_runs WHERE origin >= ? AND origin < ?
+            SELECT forecast_id, origin FROM forecast_runs
+            WHERE origin >= ? AND origin < ? AND (CAST(? AS VARCHAR) IS NULL OR model_version = ?)
         ), f AS (
             SELECT f.unique_id AS pool, f.ds, f.mean FROM forecasts f JOIN runs r USING (forecast_id)
             WHERE f.grain = 'hour' AND f.ds < r.origin + to_hours(?) AND f.ds <= ?
@@ -51,4 +53,4 @@ def live_errors(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
         SELECT f.pool, count(*) AS n, avg(abs(f.mean - y.y)) AS mae, avg(abs(s.y - y.y)) AS mae_snaive
         FROM f JOIN y USING (pool, ds) JOIN y s ON s.pool = f.pool AND s.ds = f.ds - INTERVAL 24 HOUR
         GROUP BY f.pool ORDER BY f.pool
-    """, [since, until, horizon_hours, until, min_coverage]).df()
+    """, [since, until, model_version, model_version, horizon_hours, until, min_coverage]).df()

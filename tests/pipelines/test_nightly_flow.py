@@ -87,7 +87,8 @@ def test_first_night_publishes_and_the_run_tree_is_reviewable(night):
     assert "**published**" in summary and "live sheet: v1" in summary and "items offered" in summary
     price_arts = {a.path for a in c.list_artifacts(by_kind["price"].info.run_id, "sheet")}
     assert {"sheet/price-sheet-000001.json", "sheet/diff.csv", "sheet/withdrawn.csv"} <= price_arts
-    assert any(k.startswith("guardrail.") for k in by_kind["price"].data.metrics)
+    gm = {k for k in by_kind["price"].data.metrics if k.startswith("guardrail.")}
+    assert {"guardrail.max_change", "guardrail.floor", "guardrail.ceiling", "guardrail.override"} <= gm  # zeros too
     fans = [a.path for a in c.list_artifacts(by_kind["forecast"].info.run_id, "fan_charts")]
     assert len(fans) == 3 and all(f.endswith(".png") for f in fans)
     assert c.list_artifacts(by_kind["price"].info.run_id, "charts")  # price vs reference chart
@@ -129,12 +130,58 @@ def test_an_override_file_is_honoured_by_the_next_publish(night):
     assert {"overrides/overrides.toml", "overrides/overrides_applied.csv"} <= arts
 
 
+def test_a_failure_after_publishing_is_not_called_a_failed_night(night, tmp_path):
+    """MLflow artifacts cannot be written (the artifact root is a file): the new sheet is live, so the
+    night says published, with warnings, and the next night builds on it."""
+    from pipelines.nightly_flow import nightly
+
+    s, _ = night
+    before = read_sheet(latest_sheet_path(s.sheets_dir))["version"]
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    items = read_sheet(latest_sheet_path(s.sheets_dir))["items"]
+    spot = next(i for i in items if i["product"] == "spot")
+    fixed = round((spot["floor"] + spot["reference"]["price"] * 0.9) / 2 * 1.01, 4)
+    Path(s.pricing.overrides).write_text(
+        f'[[override]]\npool = "{spot["pool"]}"\nproduct = "spot"\nfixed = {fixed}\nreason = "desk test 2"\n')
+    odd = s.model_copy(update={"mlflow_artifacts": str(blocker),
+                               "nightly": s.nightly.model_copy(update={"experiment": "t-nightly-noart", "fan_charts": 0})})
+    out = nightly(settings=odd, retrain="never")
+    assert out["status"] == "published" and out["sheet_version"] == before + 1
+    assert out["warnings"] and any("MLflow" in w or "summary" in w for w in out["warnings"])
+    assert read_sheet(latest_sheet_path(s.sheets_dir))["version"] == before + 1
+    n = _nights(s).iloc[0]
+    assert n["status"] == "published" and n["sheet_version"] == before + 1 and pd.isna(n["failed_step"])
+
+
+def test_retrain_when_due_counts_from_the_newest_training(night):
+    """Cadence: from the newest registered version, promoted or not; a fresh one means no retrain."""
+    import mlflow as mlf
+
+    from pipelines.nightly_flow import retrain_decision
+
+    s, out = night
+    end = pd.Timestamp("2020-05-19 15:00", tz="UTC")
+    due, why = retrain_decision.fn(s, end + pd.Timedelta(days=8), "auto")
+    assert due and "days before tonight" in why
+    not_due, why = retrain_decision.fn(s, end + pd.Timedelta(days=2), "auto")
+    assert not not_due and "need 48 to judge" in why
+    # a challenger trained later but not promoted still resets the cadence
+    c = mlf.MlflowClient(s.mlflow_tracking_uri)
+    champ = c.get_model_version_by_alias(s.forecast.registered_model, "champion")
+    v = c.create_model_version(s.forecast.registered_model, champ.source, run_id=champ.run_id)
+    c.set_model_version_tag(s.forecast.registered_model, v.version, "data_end", str(end + pd.Timedelta(days=6)))
+    due, why = retrain_decision.fn(s, end + pd.Timedelta(days=8), "auto")
+    assert not due and "2.0 days old" in why
+    assert retrain_decision.fn(s, end, "always")[0] and not retrain_decision.fn(s, end, "never")[0]
+
+
 def test_a_failed_pricing_step_keeps_the_last_sheet_and_is_recorded(night, tmp_path):
     from pipelines.nightly_flow import nightly
 
     s, _ = night
     live = latest_sheet_path(s.sheets_dir)
-    live_bytes = live.read_bytes()
+    live_bytes, live_version = live.read_bytes(), read_sheet(live)["version"]
     bad = tmp_path / "rates.csv"
     bad.write_text("provider,region\naws,us-east-1\n")  # a reference file missing its columns
     broken = s.model_copy(update={"pricing": s.pricing.model_copy(update={"reference_rates": bad})})
@@ -144,12 +191,14 @@ def test_a_failed_pricing_step_keeps_the_last_sheet_and_is_recorded(night, tmp_p
     assert latest_sheet_path(s.sheets_dir) == live and live.read_bytes() == live_bytes  # nothing published
     n = _nights(s).iloc[0]
     assert n["status"] == "failed" and n["failed_step"] == "price" and "rates.csv" in n["reason"]
-    assert n["sheet_version"] == 2  # the sheet still live
+    assert n["sheet_version"] == live_version  # the sheet still live
     c = mlflow.MlflowClient(s.mlflow_tracking_uri)
     parent = c.get_run(n["mlflow_run_id"])
     assert parent.info.status == "FAILED" and parent.data.tags["failed_step"] == "price"
+    kids = c.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert kids and all(k.info.status in ("FINISHED", "FAILED") for k in kids)  # no run left RUNNING
     summary = Path(c.download_artifacts(parent.info.run_id, "summary.md", str(tmp_path))).read_text()
-    assert "Failed at **price**" in summary and "sheet v2 stays live" in summary
+    assert "Failed at **price**" in summary and f"sheet v{live_version} stays live" in summary
 
 
 def test_status_shows_the_nights_and_the_live_sheet(night, monkeypatch):
@@ -162,7 +211,7 @@ def test_status_shows_the_nights_and_the_live_sheet(night, monkeypatch):
     r = CliRunner().invoke(app, ["status"])
     assert r.exit_code == 0, r.output
     assert "last nightly runs" in r.output and "failed" in r.output and "published" in r.output
-    assert "live sheet: v2" in r.output
+    assert "live sheet: v3" in r.output
 
 
 def _free_port() -> int:
@@ -217,3 +266,41 @@ def test_the_schedule_is_the_configured_cron_and_prefect_yaml_agrees():
     d = doc["deployments"][0]
     assert d["entrypoint"] == "pipelines/nightly_flow.py:nightly" and d["name"] == Settings().nightly.deployment
     assert d["schedules"][0]["cron"] == Settings().nightly.cron
+
+
+def test_idlecap_schedule_really_runs_the_night_on_its_cron(tmp_path):
+    """`idlecap schedule` without PREFECT_API_URL: a local Prefect server, the deployment on a cron
+    (every minute here), and a night that really runs (an empty warehouse: it fails, and says so)."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDLECAP_", "PREFECT_API"))}
+    env.update({"IDLECAP_VAR_DIR": str(tmp_path / "var"), "IDLECAP_NIGHTLY__PREFECT_PORT": str(port),
+                "PREFECT_HOME": str(tmp_path / "prefect"), "IDLECAP_NIGHTLY__EXPERIMENT": "t-sched",
+                "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    log = (tmp_path / "schedule.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "schedule", "--cron", "* * * * *"],
+                            cwd=Path(__file__).resolve().parents[2], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline, states = time.monotonic() + 240, []
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "schedule.log").read_text()[-3000:]
+            try:
+                done = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}}
+                runs = httpx.post(f"{api}/flow_runs/filter", json={**done, "limit": 5}, timeout=5).json()
+                states = [r["state_type"] for r in runs if r.get("deployment_id")]
+            except (httpx.TransportError, ValueError):
+                states = []
+            if any(st in ("COMPLETED", "FAILED", "CRASHED") for st in states):
+                break
+            time.sleep(2)
+        assert any(st in ("COMPLETED", "FAILED") for st in states), (states, (tmp_path / "schedule.log").read_text()[-3000:])
+        con = connect(tmp_path / "var" / "idlecap.duckdb", read_only=True)
+        try:
+            row = con.execute("SELECT status, failed_step, reason FROM nightly_runs").fetchall()
+        finally:
+            con.close()
+        assert row and row[0][0] == "failed" and "pool_hourly is empty" in row[0][2]
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(30)
