@@ -18,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.tasks import exponential_backoff
 
 from features.planned import plan_as_of
 from features.series import data_fingerprint, load_pool_series
@@ -27,6 +26,7 @@ from models.base import check_forecast_frame
 from models.daily import to_daily
 from models.selection import SELECTED, BacktestReport, backtest_and_select, final_forecaster
 from pipelines.progress import report as progress
+from pipelines.retries import IO_RETRY
 from pipelines.settings import ForecastSettings, Settings
 from pipelines.tracking import ensure_experiment
 from warehouse.db import connect
@@ -60,7 +60,7 @@ def horizon_from(origin: pd.Timestamp, f: ForecastSettings) -> int:
     return max(f.horizon_hours, to_midnight + days * 24 if days else 0)
 
 
-@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(**IO_RETRY)
 def load_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Series (masked hours as NaN) and every version of the training calendar."""
     f = settings.forecast
@@ -187,7 +187,7 @@ def backtest_forecasters(settings: Settings | None = None) -> dict[str, Any]:
     return {"overall": bt.overall, "per_pool": bt.per_pool, "choice": bt.choice}
 
 
-@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(**IO_RETRY)
 def load_champion_task(settings: Settings):
     import mlflow
 

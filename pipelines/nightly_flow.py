@@ -19,11 +19,11 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.tasks import exponential_backoff
 
 from pipelines.forecast_flow import _newest_plan, forecast, load_inputs, train_forecaster
 from pipelines.ingest_flow import ingest_calendar, ingest_telemetry
 from pipelines.pricing_flow import price
+from pipelines.retries import IO_RETRY
 from pipelines.settings import Settings, load_settings
 from pipelines.tracking import ensure_experiment
 from warehouse.db import connect
@@ -48,7 +48,7 @@ def _child(client, parent_id: str, name: str, tags: dict[str, str] | None = None
                                                        **(tags or {})}).info.run_id
 
 
-@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(**IO_RETRY)
 def retrain_decision(settings: Settings, data_through: pd.Timestamp, mode: str) -> tuple[bool, str]:
     """Train when asked, when there is no champion, when the champion's data is older than the
     cadence, or when last week's forecasts did worse than seasonal naive by the configured factor."""
@@ -104,7 +104,7 @@ def fan_chart_png(history: pd.DataFrame, fc: pd.DataFrame, plan: pd.DataFrame, p
     return pool, fan_chart(history, fc, plan, title=f"{pool}: idle GPUs, tonight's forecast")
 
 
-@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(**IO_RETRY)
 def load_forecast_rows(settings: Settings, forecast_id: str) -> pd.DataFrame:
     con = connect(settings.duckdb_path, read_only=True)
     try:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.tasks import exponential_backoff
 
 from pricing.checks import forecast_problems, stale_pools
 from features.series import load_pool_series
@@ -29,6 +28,7 @@ from pricing.optimizer import Market
 from pricing.overrides import OverrideError, apply_overrides, load_overrides
 from pricing.reference import comparable_references, load_reference_rates
 from pricing.sheet import PriceSheet, highest_version, point_latest, public_items, publish
+from pipelines.retries import IO_RETRY
 from pipelines.settings import Settings
 from pipelines.tracking import ensure_experiment
 from warehouse import sheets as history
@@ -48,7 +48,7 @@ def _utc(t: Any) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
-@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(**IO_RETRY)
 def load_pricing_inputs(settings: Settings, valid_from: pd.Timestamp) -> dict[str, Any]:
     con = connect(settings.duckdb_path)
     try:
