@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pools", type=int, default=16, help="pools in the sheet (16 -> 496 items)")
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--duration", type=float, default=8.0, help="seconds per round, warm-up included")
-    ap.add_argument("--rounds", type=int, default=3, help="bare/idlecap pairs per endpoint")
+    ap.add_argument("--rounds", type=int, default=5, help="bare/idlecap pairs per endpoint (single rounds vary by +-25%% here)")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="idlecap-bench-api-"))

@@ -178,11 +178,7 @@ class _Conn(asyncio.Protocol):
                 del buf[: end + 4]
                 self._parse_head(head)
             elif state == _BODY:
-                n = min(len(buf), self._remaining)
-                self._remaining -= n
-                self._body += n
-                del buf[:n]
-                if self._remaining:
+                if not self._take(buf):
                     return
                 self._finish()
             elif state == _CHUNK_SIZE:
@@ -197,11 +193,7 @@ class _Conn(asyncio.Protocol):
                 else:
                     self._state = _TRAILERS
             elif state == _CHUNK_DATA:
-                n = min(len(buf), self._remaining)
-                self._remaining -= n
-                self._body += n
-                del buf[:n]
-                if self._remaining:
+                if not self._take(buf):
                     return
                 self._state = _CHUNK_CRLF
             elif state == _CHUNK_CRLF:
@@ -226,6 +218,14 @@ class _Conn(asyncio.Protocol):
                 if buf:
                     self.abort(_Protocol("bytes after the response"))
                 return
+
+    def _take(self, buf: bytearray) -> bool:
+        """Count (never copy) body bytes still owed; True once the body or chunk is complete."""
+        n = min(len(buf), self._remaining)
+        self._remaining -= n
+        self._body += n
+        del buf[:n]
+        return not self._remaining
 
     def _parse_head(self, head: bytes) -> None:
         lines = head.split(b"\r\n")

@@ -19,6 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from warehouse.sources.base import SourceOptions
 
 
+def split_commas(v: Any) -> Any:
+    """List settings from the environment: IDLECAP_FORECAST__MODELS=naive,lgbm works like the TOML list."""
+    return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+
+
 class IngestSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -88,8 +93,7 @@ class ForecastSettings(BaseModel):
     @field_validator("models", "mask_flags", mode="before")
     @classmethod
     def _comma_list(cls, v: Any) -> Any:
-        """IDLECAP_FORECAST__MODELS=naive,lgbm works like the TOML list."""
-        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+        return split_commas(v)
 
     @field_validator("models")
     @classmethod
@@ -182,7 +186,7 @@ class PricingSettings(BaseModel):
     @field_validator("providers", "reference_regions", "reserved_terms_days", mode="before")
     @classmethod
     def _comma_list(cls, v: Any) -> Any:
-        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+        return split_commas(v)
 
     @model_validator(mode="after")
     def _rules_valid(self) -> "PricingSettings":
@@ -245,7 +249,7 @@ class NightlySettings(BaseModel):
     @field_validator("inbox", "calendar", mode="before")
     @classmethod
     def _comma_list(cls, v: Any) -> Any:
-        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+        return split_commas(v)
 
     @field_validator("timezone")
     @classmethod
