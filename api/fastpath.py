@@ -164,7 +164,7 @@ class PricesPager:
         sf, st = q.start_from, q.start_to
         active = [(k, v) for k, v in filters.items() if v is not None]
         match = [i for i, it in enumerate(s.items)
-                 if all(it[k] in v for k, v in active)
+                 if all(it[k] in v or (k == "gpu_model" and it.get("gpu_class") in v) for k, v in active)
                  and (sf is None or s.starts[i] >= sf) and (st is None or s.starts[i] < st)]
         page = match[offset:offset + size]
         nxt = token({"v": s.version, "o": offset + size, "f": fkey}) if offset + size < len(match) else None

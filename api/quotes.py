@@ -85,7 +85,7 @@ def quote(sheet: LoadedSheet, ask: QuoteAsk) -> dict[str, Any]:
         raise QuoteInvalid("start needs a time zone, e.g. 2026-11-24T00:00:00Z")
     ask = replace(ask, start=ask.start.astimezone(timezone.utc))  # answers are in UTC, whatever offset was sent
     cands = [(i, it) for i, it in enumerate(sheet.items)
-             if it["gpu_model"] == ask.gpu_model and it["product"] == ask.product
+             if ask.gpu_model in (it["gpu_model"], it.get("gpu_class")) and it["product"] == ask.product
              and (ask.region is None or it["region"] == ask.region) and (ask.pool is None or it["pool"] == ask.pool)
              and it["gpus_offered"] > 0]
     if not cands:

@@ -43,7 +43,7 @@ class PricesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     LIST_FIELDS: ClassVar[frozenset[str]] = frozenset({"gpu_model", "region", "pool", "product"})
 
-    gpu_model: list[Name] | None = Field(None, max_length=20, description="e.g. V100, H100")
+    gpu_model: list[Name] | None = Field(None, max_length=20, description="the fleet's GPU name or its catalogue class, e.g. V100, A100-80GB")
     region: list[Name] | None = Field(None, max_length=20)
     pool: list[Name] | None = Field(None, max_length=100)
     product: list[Product] | None = Field(None, max_length=10, description="spot, reserved_1d, reserved_7d, reserved_30d")
@@ -64,13 +64,17 @@ class Reference(BaseModel):
     region: str | None
     sku: str | None
     product: str | None
-    price: float | None
+    gpu_model: str | None = Field(None, description="the cloud GPU compared with (e.g. A100-80GB for an A800)")
+    price: float | None = Field(description="the provider's price per GPU-hour")
+    performance_factor: float | None = Field(1.0, description="this GPU's work per hour relative to the reference GPU")
+    equivalent_price: float | None = Field(None, description="price x performance_factor: what the discount is measured against")
     as_of: str | None
 
 
 class PriceItem(BaseModel):
     pool: str
-    gpu_model: str
+    gpu_model: str = Field(description="the GPU as the fleet's telemetry names it")
+    gpu_class: str | None = Field(None, description="its GPU catalogue class, e.g. A100-80GB")
     region: str
     product: str = Field(description="spot | reserved_1d | reserved_7d | reserved_30d")
     start: str = Field(description="lease start, UTC ISO 8601")

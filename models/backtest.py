@@ -63,7 +63,12 @@ def cross_validation(
         origins = rolling_origins(end, h, n_windows, step)
     origins = to_utc_hours(origins)
     if origins.min() <= df["ds"].min():
-        raise ValueError(f"the first origin {origins.min()} leaves no history; use fewer windows")
+        have = (end - df["ds"].min()) / pd.Timedelta(hours=1)
+        need = (end - origins.min()) / pd.Timedelta(hours=1)
+        raise ValueError(
+            f"not enough history to backtest: {have:.0f} h of telemetry ({df['ds'].min():%Y-%m-%d %H:%M} to "
+            f"{end:%Y-%m-%d %H:%M}), but {len(origins)} origin(s) {h} h ahead need more than {need:.0f} h; "
+            "wait for more telemetry, or lower [forecast] backtest_windows / backtest_horizon_hours")
     cal = normalize_calendar(calendar)
     events = event_hours(cal).assign(event=True)
     out = []

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -62,7 +63,7 @@ def print_frame(df, title: str, max_rows: int = 60) -> None:
     for c in df.columns:
         t.add_column(str(c), justify="right" if df[c].dtype.kind in "iuf" else "left")
     for row in df.head(max_rows).itertuples(index=False):
-        t.add_row(*[_fmt(v.item() if hasattr(v, "item") else v) for v in row])
+        t.add_row(*[escape(_fmt(v.item() if hasattr(v, "item") else v)) for v in row])  # cells are data, not markup
     console.print(t)
     if len(df) > max_rows:
         console.print(f"[dim]... {len(df) - max_rows} more row(s)[/dim]")
@@ -217,6 +218,7 @@ def status(config: Optional[Path] = ConfigOpt) -> None:
 
     has = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'nightly_runs'").fetchone()[0]
     nights = last_nights(con, 10) if has else None  # a warehouse from before the nightly flow (read-only: not migrated)
+    findings = _pricing_findings(con, s)
     con.close()
     if nights is None:
         import pandas as pd
@@ -232,7 +234,74 @@ def status(config: Optional[Path] = ConfigOpt) -> None:
         print_frame(n, "last nightly runs (newest first)")
     else:
         console.print("[dim]no nightly run yet (`idlecap nightly`, or `idlecap schedule` to run it every night)[/dim]")
+    if findings is not None and len(findings):
+        print_frame(findings, "pricing per pool (newest pricing pass; `fix` says how to sell what is not sold)", 100)
     _live_sheet_line(s)
+
+
+def _pricing_findings(con, s: Settings):
+    """The newest pricing pass's findings; before any pass, how each pool's GPU name resolves."""
+    import pandas as pd
+
+    from pricing.findings import FINDING_COLUMNS
+
+    has = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'pricing_findings'").fetchone()[0]
+    f = pd.DataFrame(columns=FINDING_COLUMNS)
+    if has:
+        from warehouse.sheets import latest_findings
+
+        f = latest_findings(con)
+    if len(f):
+        out = f[["pool", "gpu_model", "gpu_class", "cause", "product", "detail", "action"]].copy()
+    else:  # no pricing pass yet: at least the GPU names the catalogue cannot place
+        pools = con.execute("SELECT pool, gpu_model FROM pools ORDER BY pool").df()
+        if pools.empty:
+            return None
+        r = s.pricing.catalog().resolve(pools["gpu_model"], s.pricing.gpu_aliases).set_index("gpu_model")
+        pools["gpu_class"] = pools["gpu_model"].map(r["gpu_class"])
+        pools["cause"] = pools["gpu_class"].map(lambda c: "resolved" if isinstance(c, str) else "unknown_gpu")
+        pools["product"] = None
+        pools["detail"] = [f"{m!r} -> {c}" if isinstance(c, str) else f"GPU name {m!r} is not in the GPU catalogue"
+                           for m, c in zip(pools["gpu_model"], pools["gpu_class"])]
+        pools["action"] = [None if isinstance(c, str) else f'[pricing.gpu_aliases] "{m}" = "<class>" (`idlecap gpus`)'
+                           for m, c in zip(pools["gpu_model"], pools["gpu_class"])]
+        out = pools
+    out = out.rename(columns={"gpu_model": "gpu (telemetry)", "gpu_class": "class", "action": "fix"})
+    out["product"] = out["product"].map(lambda v: v if isinstance(v, str) else "-")
+    out["fix"] = out["fix"].map(lambda v: v if isinstance(v, str) else "-")
+    return out
+
+
+@app.command()
+def gpus(
+    names: Optional[list[str]] = typer.Argument(None, help="GPU names to resolve, as telemetry spells them "
+                                                "(e.g. 'NVIDIA A100-SXM4-80GB'); default: list the catalogue"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """The GPU catalogue (classes, the cloud GPU each is priced against, performance factor, cost floor),
+    or how given names resolve. Map a name it does not know with \\[pricing.gpu_aliases] "name" = "class"."""
+    import pandas as pd
+
+    from pricing.costs import cost_table
+
+    s = _settings(config)
+    p = s.pricing
+    cat = p.catalog()
+    if names:
+        r = cat.resolve(names, p.gpu_aliases)
+        c = cost_table(r, cat, p.cost_overrides(), p.usd_per_kwh, p.pue)
+        out = r.merge(c[["gpu_model", "floor", "cost_source"]], on="gpu_model")
+        out["reference_classes"] = out["reference_classes"].map(lambda v: "|".join(v) or "-")
+        print_frame(out, "how these GPU names resolve (match: configured = \\[pricing.gpu_aliases], alias = catalogue)")
+        if r["gpu_class"].isna().any():
+            raise typer.Exit(code=1)
+        return
+    cl = cat.classes.reset_index(drop=True)
+    r = pd.DataFrame({"gpu_model": cl["gpu_class"], "gpu_class": cl["gpu_class"]})
+    c = cost_table(r, cat, p.cost_overrides(), p.usd_per_kwh, p.pue)
+    t = cl[["gpu_class", "vendor", "architecture", "memory_gb", "form_factor", "reference_classes",
+            "performance_factor"]].assign(floor=c["floor"].to_numpy(), cost=c["cost_source"].to_numpy())
+    print_frame(t, f"GPU catalogue ({p.gpu_catalog.name}; aliases {p.gpu_alias_file.name}, {len(cat.aliases)} spellings)", 200)
 
 
 @app.command()
@@ -468,8 +537,11 @@ def sheet_show(
         df = df[df["pool"] == pool]
     if len(df):
         df["guardrails"] = df["guardrails"].map(lambda g: ", ".join(g) or "-")
+        factor = df["reference_performance_factor"] if "reference_performance_factor" in df else 1.0
         df["undercuts"] = (df["reference_provider"] + " " + df["reference_sku"] + " " + df["reference_product"]
-                           + " " + df["reference_price"].map("{:.3f}".format))
+                           + " " + df["reference_price"].map("{:.3f}".format)
+                           + pd.Series(factor, index=df.index).map(
+                               lambda f: "" if f is None or pd.isna(f) or abs(f - 1) < 1e-9 else f" x {f:g}"))
         df["discount"] = (df["discount_vs_reference"] * 100).round(1).astype(str) + "%"
         cols = {"pool": "pool", "product": "product", "start": "start", "price_per_gpu_hour": "USD/GPU-h",
                 "gpus_offered": "GPUs", "interruption_risk": "risk", "undercuts": "undercuts", "discount": "by",
@@ -624,9 +696,9 @@ run it every night: .venv/bin/idlecap schedule   (cron {s.nightly.cron} {s.night
 
 @app.command()
 def serve(
-    host: Optional[str] = typer.Option(None, help="bind address (default [api] host, 127.0.0.1)"),
-    port: Optional[int] = typer.Option(None, help="port (default [api] port, 8000)"),
-    workers: Optional[int] = typer.Option(None, help="uvicorn worker processes (default [api] workers, 1)"),
+    host: Optional[str] = typer.Option(None, help="bind address (default \\[api] host, 127.0.0.1)"),
+    port: Optional[int] = typer.Option(None, help="port (default \\[api] port, 8000)"),
+    workers: Optional[int] = typer.Option(None, help="uvicorn worker processes (default \\[api] workers, 1)"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Serve the leasing API over the published price sheets (never opens the warehouse)."""
@@ -688,11 +760,16 @@ def sheet_table(path: Path, title: str) -> None:
 
     rows = []
     for (pool, product), g in df.groupby(["pool", "product"], sort=True):
+        first = g.iloc[0]
+        factor = first.get("reference_performance_factor", 1.0)
+        factor = 1.0 if factor is None or pd.isna(factor) else float(factor)
+        cls = first.get("gpu_class")
         rows.append({
-            "pool": pool, "gpu_model": g["gpu_model"].iloc[0], "product": product, "items": len(g),
+            "pool": pool, "gpu": first["gpu_model"] + (f" ({cls})" if isinstance(cls, str) and cls != first["gpu_model"] else ""),
+            "product": product, "items": len(g),
             "price $/GPU-h": rng(g["price_per_gpu_hour"], "{:.3f}"),
-            "reference": f"{g['reference_provider'].iloc[0]} {g['reference_sku'].iloc[0]} {g['reference_product'].iloc[0]} "
-                         f"{g['reference_price'].iloc[0]:.3f}",
+            "reference": f"{first['reference_provider']} {first['reference_sku']} {first['reference_product']} "
+                         f"{first['reference_price']:.3f}" + (f" x {factor:g}" if abs(factor - 1) > 1e-9 else ""),
             "discount": f"{g['discount_vs_reference'].mean():.0%}",
             "GPUs offered": rng(g["gpus_offered"], "{:.0f}"),
             "interruption risk": "-" if product != "spot" else rng(g["interruption_risk"], "{:.2f}"),
@@ -746,7 +823,7 @@ def api_key_list(config: Optional[Path] = ConfigOpt) -> None:
 @key_app.command("revoke")
 def api_key_revoke(key_id: str = typer.Argument(..., help="the key's id (second part of the key)"),
                    config: Optional[Path] = ConfigOpt) -> None:
-    """Revoke a key; a running API refuses it within [api] reload_seconds."""
+    """Revoke a key; a running API refuses it within \\[api] reload_seconds."""
     from api.keys import revoke_key
 
     s = load_settings(config)
@@ -760,12 +837,13 @@ def api_key_revoke(key_id: str = typer.Argument(..., help="the key's id (second 
 
 @app.command()
 def nightly(
-    paths: Optional[list[str]] = typer.Argument(None, help="telemetry to ingest (default: [nightly] inbox)"),
-    calendar: Optional[list[str]] = typer.Option(None, "--calendar", help="plan files (default: [nightly] calendar)"),
+    paths: Optional[list[str]] = typer.Argument(None, help="telemetry to ingest (default: the \\[nightly] inbox setting; none unless configured)"),
+    calendar: Optional[list[str]] = typer.Option(None, "--calendar", help="plan files (default: the \\[nightly] calendar setting; none unless configured)"),
     retrain: str = typer.Option("auto", help="auto (cadence or degraded last week), always, never"),
     replay: Optional[bool] = typer.Option(None, "--replay/--no-replay",
-                                          help="price as of the newest telemetry hour + 1 h (default: [nightly] replay)"),
-    source: Optional[str] = typer.Option(None, help="telemetry format (default: [nightly] source)"),
+                                          help="price as of the newest telemetry hour + 1 h (default: the \\[nightly] replay setting; off unless configured)"),
+    source: Optional[str] = typer.Option(None, help="telemetry format: canonical, helios, philly, alibaba-genai, alibaba-spot (default: the \\[nightly] source setting; canonical unless configured)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show Prefect's error logs and tracebacks"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """One night now: ingest -> retrain if due -> forecast -> price -> publish (exit 1 when it failed)."""
@@ -774,16 +852,76 @@ def nightly(
         s = s.model_copy(update={"nightly": s.nightly.model_copy(update={"source": source})})
     from pipelines.nightly_flow import nightly as nightly_flow
 
+    if not verbose:
+        _quiet_prefect_errors()
+    failure = None
     try:
         out = _run_with_progress("nightly", nightly_flow, settings=s, paths=paths or None, calendar=calendar or None,
                                  retrain=retrain, replay=replay)
     except Exception as exc:  # the flow recorded it (Prefect state, MLflow, nightly_runs)
-        console.print(f"[red]the night failed[/red]: {type(exc).__name__}: {exc}")
-        _live_sheet_line(s)
-        console.print("details: `idlecap status`, and the FAILED run in MLflow experiment "
-                      f"{s.nightly.experiment!r}")
+        failure = f"{type(exc).__name__}: {exc}"
+        _release_frames(exc)
+    if failure is not None:
+        _night_failed(s, failure, verbose)
         raise typer.Exit(code=1)
     _night_report(s, out)
+
+
+def _quiet_prefect_errors() -> None:
+    """Keep Prefect's ERROR records (engine tracebacks) off the console; the CLI says what failed and
+    where the full trace is (MLflow traceback.txt, --verbose). The Prefect API still gets them."""
+    import logging
+
+    class _NoPrefectErrors(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not (record.levelno >= logging.ERROR and record.name.startswith("prefect"))
+
+    for h in logging.getLogger().handlers:
+        h.addFilter(_NoPrefectErrors())
+
+
+def _night_failed(s: Settings, failure: str, verbose: bool) -> None:
+    """The cause in a few lines, the live sheet, and where the full trace is."""
+    from warehouse.db import connect
+    from warehouse.nightly import last_nights
+
+    night = None
+    try:
+        con = connect(s.duckdb_path, read_only=True)
+        try:
+            n = last_nights(con, 1)
+        finally:
+            con.close()
+        night = n.iloc[0].to_dict() if len(n) and n.iloc[0]["status"] == "failed" else None
+    except Exception:  # noqa: BLE001 - the report must not fail on a broken warehouse
+        pass
+    reason = str(night["reason"]) if night and night.get("reason") else failure
+    lines = reason.splitlines() or [failure]
+    step = f" at {night['failed_step']}" if night and night.get("failed_step") else ""
+    console.print(f"[red]the night failed{step}[/red]: {escape(lines[0])}", highlight=False)
+    for line in lines[1:12]:
+        console.print(f"  - {line}", highlight=False, markup=False, soft_wrap=True)
+    if len(lines) > 12:
+        console.print(f"  ... {len(lines) - 12} more line(s) in the MLflow run's summary.md", highlight=False)
+    _live_sheet_line(s)
+    where = f"MLflow run {night['mlflow_run_id']} (traceback.txt, summary.md)" if night and night.get("mlflow_run_id") \
+        else f"the FAILED run in MLflow experiment {s.nightly.experiment!r}"
+    console.print(f"full trace: {where}" + ("" if verbose else ", or run again with --verbose")
+                  + "; history: `idlecap status`", highlight=False)
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Drop the locals of every frame in the exception chain.
+
+    Prefect keeps the failed run's exception (its state) until exit; its frames hold DuckDB
+    connections and types, which nanobind reports as ~100 "leaked instance" lines at exit."""
+    import traceback
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
 
 
 def _night_report(s: Settings, out: dict[str, Any], live: bool = True) -> None:
@@ -794,7 +932,18 @@ def _night_report(s: Settings, out: dict[str, Any], live: bool = True) -> None:
     console.print(f"night {out['night_id']}: {verdict} sheet v{out['sheet_version']}; trained: {out['trained']} "
                   f"({out['train_reason']}); forecast {out['forecast_id']}")
     if out["price"].get("reason"):
-        console.print(f"[dim]{out['price']['reason']}[/dim]")
+        console.print(escape(out["price"]["reason"]), style="dim", highlight=False)
+    findings = out["price"].get("findings")
+    if findings is not None and len(findings) and out["status"] != "held":
+        from pricing.findings import explain
+
+        blocked = explain(findings)
+        if blocked:
+            console.print("[yellow]pools or products not sold[/yellow] (details: `idlecap status`):")
+            for line in blocked:
+                console.print(f"  - {line}", highlight=False, markup=False, soft_wrap=True)
+    for w in out.get("warnings") or []:
+        console.print(f"[yellow]warning[/yellow]: {escape(w)}", highlight=False)
     path = latest_sheet_path(s.sheets_dir)
     if path is not None:
         sheet_table(path, f"{path.name}: per pool and product (discount = mean share under the reference)")
@@ -806,15 +955,15 @@ def _night_report(s: Settings, out: dict[str, Any], live: bool = True) -> None:
 
 @app.command()
 def schedule(
-    cron: Optional[str] = typer.Option(None, help="cron (default [nightly] cron, 0 2 * * *)"),
-    tz: Optional[str] = typer.Option(None, "--timezone", help="time zone of the cron (default [nightly] timezone)"),
+    cron: Optional[str] = typer.Option(None, help="cron (default \\[nightly] cron, 0 2 * * *)"),
+    tz: Optional[str] = typer.Option(None, "--timezone", help="time zone of the cron (default \\[nightly] timezone)"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Serve the nightly deployment on a cron via Prefect (runs until stopped; Ctrl-C to stop).
 
     With PREFECT_API_URL set, the deployment is registered with that server. Without it, a local
     Prefect server is started first (Prefect's temporary server has no scheduler), on
-    127.0.0.1:[nightly] prefect_port, with its UI there and its state in var/prefect."""
+    127.0.0.1:\\[nightly] prefect_port, with its UI there and its state in var/prefect."""
     import subprocess
     import sys
     import time
@@ -877,6 +1026,11 @@ def schedule(
                 server.wait(15)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+from pipelines.cli_references import references_app  # noqa: E402
+
+app.add_typer(references_app, name="references")
 
 
 def main() -> None:

@@ -117,8 +117,11 @@ def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> st
     """What a pricing analyst reads first: outcome, what changed, what to look at."""
     lines = [f"# Night {night['started_at']:%Y-%m-%d %H:%M} UTC: **{night['status']}**", ""]
     if night.get("failed_step"):
-        lines += [f"Failed at **{night['failed_step']}**: {night.get('reason')}", "",
-                  f"Nothing was published; sheet v{night.get('sheet_version')} stays live.", ""]
+        reason = str(night.get("reason") or "").splitlines() or [""]
+        lines += [f"Failed at **{night['failed_step']}**: {reason[0]}", ""] + [f"- {x}" for x in reason[1:]]
+        live = night.get("sheet_version")
+        lines += ["", "Nothing was published; " + (f"sheet v{live} stays live." if live else "no sheet is live yet.")
+                  + " The full trace is `traceback.txt` in this run.", ""]
     lines += [
         f"- data through: {night.get('data_through')}",
         f"- ingest: {night.get('files_ingested', 0)} file(s), {night.get('rows_loaded', 0):,} rows loaded",
@@ -140,6 +143,19 @@ def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> st
             g = {k.split(".", 1)[1]: v for k, v in m.items() if k.startswith("guardrail.")}
             if g:
                 lines += ["- guardrails: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(g.items()))]
+        findings = result.get("findings")
+        if isinstance(findings, pd.DataFrame) and len(findings):
+            from pricing.findings import explain
+
+            lines += ["", "## Pools", "", "| pool | GPU (telemetry) | class | outcome | detail |", "|---|---|---|---|---|"]
+            lines += [f"| {r.pool} | {r.gpu_model} | {r.gpu_class or '-'} | {r.cause}"
+                      + (f" ({r.product})" if isinstance(r.product, str) else "") + f" | {r.detail} |"
+                      for r in findings.itertuples(index=False)]
+            blocked = explain(findings)
+            if blocked:
+                lines += ["", "What stops a sale, and how to fix it:", ""] + [f"- {x}" for x in blocked]
+        for w in result.get("warnings") or []:
+            lines += ["", f"**Warning:** {w}"]
         held = result.get("held_pools") or {}
         if held:
             lines += ["", "## Held pools (kept their last prices)", ""] + [f"- {p}: {r}" for p, r in sorted(held.items())]
@@ -197,7 +213,11 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
             client.set_tag(run, "calendar", str({k: v for k, v in cal.items() if k != "files"})[:5000])
         client.set_terminated(run, "FINISHED")
         run = None
-        df, _ = load_inputs(settings)
+        failed = [f for f in ing["files"] if f.get("status") == "failed"]
+        try:
+            df, _ = load_inputs(settings)
+        except ValueError as exc:  # an empty warehouse: say why the files gave nothing
+            raise RuntimeError(_no_telemetry(failed, files, n.source, exc)) from None
         data_through = df.loc[df["y"].notna(), "ds"].max()
         if pd.isna(data_through):
             raise RuntimeError("no usable telemetry in the warehouse: nothing to forecast")
@@ -275,10 +295,27 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
             "mlflow_run_id": parent, "price": result, "ingest": ing, "warnings": warnings}
 
 
+def _no_telemetry(failed: list[dict[str, Any]], files: list[str], source: str, exc: Exception) -> str:
+    """Why a night has nothing to forecast, in a few lines (the failed files' own errors first)."""
+    if failed:
+        head = f"no telemetry could be ingested: {len(failed)} file(s) failed as --source {source!r}"
+        return "\n".join([head] + [f"{Path(f['path']).name}: {f.get('error')}" for f in failed[:5]]
+                         + (["check --source (canonical, helios, philly, alibaba-genai, alibaba-spot)"]))
+    if not files:
+        return f"no telemetry in the warehouse and no files given (set [nightly] inbox or pass PATHS): {exc}"
+    return f"no usable telemetry in the warehouse after ingest: {exc}"
+
+
 def _record_failure(settings: Settings, client, logger, night_id: str, night: dict[str, Any], parent: str,
                     child: str | None, step: str, exc: BaseException, result: dict[str, Any] | None) -> None:
     """Say why in every place a reviewer looks; each one on its own, so one broken store hides nothing."""
-    reason = f"{type(exc).__name__}: {exc}"[:2000]
+    import traceback
+
+    from pipelines.pricing_flow import NothingToSell
+
+    plain = type(exc) is RuntimeError or isinstance(exc, NothingToSell)  # our own explanations need no type name
+    reason = (str(exc) if plain else f"{type(exc).__name__}: {exc}")[:4000]
+    trace = "".join(traceback.format_exception(exc))
     live = _live_version(settings)
     night.update(status="failed", failed_step=step, reason=reason, finished_at=_utc_now(), sheet_version=live)
     actions = [
@@ -287,6 +324,7 @@ def _record_failure(settings: Settings, client, logger, night_id: str, night: di
         ("tags", lambda: [client.set_tag(parent, k, v) for k, v in
                           (("status", "failed"), ("failed_step", step), ("reason", reason))]),
         ("summary.md", lambda: _summary(client, parent, night, result)),
+        ("traceback.txt", lambda: _text_artifact(client, parent, "traceback.txt", trace)),
         ("parent run", lambda: client.set_terminated(parent, "FAILED")),
     ]
     for what, act in actions:
@@ -315,6 +353,13 @@ def _live_version(settings: Settings) -> int | None:
 
     p = latest_sheet_path(settings.sheets_dir)
     return int(p.stem.rsplit("-", 1)[1]) if p else None
+
+
+def _text_artifact(client, run_id: str, name: str, text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        client.log_artifact(run_id, str(path))
 
 
 def _summary(client, parent: str, night: dict[str, Any], result: dict[str, Any] | None) -> None:

@@ -23,10 +23,11 @@ from pricing.demand import DemandModel
 from pricing.drawdown import measure
 from pricing.diff import diff_items
 from pricing.engine import price_fleet
+from pricing.findings import explain, pool_findings
 from pricing.guardrails import guardrail_counts
 from pricing.optimizer import Market
 from pricing.overrides import OverrideError, apply_overrides, load_overrides
-from pricing.reference import comparable_references, load_reference_rates
+from pricing.reference import comparable_references, load_reference_rates, reference_age_warnings
 from pricing.sheet import PriceSheet, highest_version, point_latest, public_items, publish
 from pipelines.retries import IO_RETRY
 from pipelines.settings import Settings
@@ -41,6 +42,14 @@ GUARDRAIL_NAMES = ("max_change", "floor", "spot_parity", "ceiling", "hold_last",
 
 class Hold(Exception):
     """The inputs cannot be priced: the last published sheet stays in force."""
+
+
+class NothingToSell(RuntimeError):
+    """Nothing could be priced and no sheet is in force: a failure, one line per cause."""
+
+    def __init__(self, reason: str, lines: list[str] | None = None):
+        self.lines = lines or []
+        super().__init__("\n".join([reason, *self.lines]))
 
 
 def _utc(t: Any) -> pd.Timestamp:
@@ -72,24 +81,45 @@ def load_pricing_inputs(settings: Settings, valid_from: pd.Timestamp) -> dict[st
             "series": series, "anchor": anchor, "booked": booked}
 
 
-def market_for(pools: pd.DataFrame, caps: pd.Series, settings: Settings) -> Market:
-    """References, floors and regions for these pools (pool, gpu_model) with capacities `caps`."""
+def reference_rates_path(settings: Settings) -> Path:
+    """The references in force: the newest imported version, else the configured file."""
+    from pricing.reference_store import current_path
+
     p = settings.pricing
-    rates = load_reference_rates(p.reference_rates)
+    return current_path(Path(p.references_dir)) or Path(p.reference_rates)
+
+
+def market_for(pools: pd.DataFrame, caps: pd.Series, settings: Settings, rates: pd.DataFrame | None = None) -> Market:
+    """References, floors and regions for these pools (pool, gpu_model) with capacities `caps`.
+
+    GPU names resolve through the catalogue (and [pricing.gpu_aliases]); a pool whose name is
+    unknown keeps gpu_class None and gets no reference, so its items are withdrawn and the
+    findings say how to map it."""
+    from pricing.costs import cost_table
+
+    p = settings.pricing
+    rates = load_reference_rates(reference_rates_path(settings)) if rates is None else rates
+    catalog = p.catalog()
     pools = pools[["pool", "gpu_model"]].copy()
     pools = pools[pools["pool"].isin(caps.index)]
     pools["gpus_total"] = pools["pool"].map(caps)
     pools["region"] = pools["pool"].map(lambda x: p.pool_regions.get(x, p.region))
-    pools["floor"] = pools["gpu_model"].map(p.floor)
-    refs = comparable_references(rates, pools["gpu_model"].unique(), p.gpu_model_map, p.providers, p.reference_regions)
-    return Market(pools=pools.reset_index(drop=True), references=refs)
+    resolved = catalog.resolve(pools["gpu_model"], p.gpu_aliases)
+    costs = cost_table(resolved, catalog, p.cost_overrides(), p.usd_per_kwh, p.pue)
+    pools = pools.merge(resolved[["gpu_model", "gpu_class"]], on="gpu_model", how="left")
+    pools = pools.merge(costs[["gpu_model", "floor"]], on="gpu_model", how="left")
+    known = resolved[resolved["gpu_class"].notna()]
+    refs = comparable_references(
+        rates, known["gpu_model"], dict(zip(known["gpu_model"], known["reference_classes"])), p.providers,
+        p.reference_regions, factors=dict(zip(known["gpu_model"], known["performance_factor"])))
+    return Market(pools=pools.reset_index(drop=True), references=refs, resolved=resolved, costs=costs)
 
 
 @task
-def build_market(inputs: dict[str, Any], settings: Settings) -> Market:
+def build_market(inputs: dict[str, Any], settings: Settings, rates: pd.DataFrame | None = None) -> Market:
     """Every pool with telemetry, priced or not: a pool the forecast skipped is held, not dropped."""
     caps = inputs["series"].sort_values("ds").groupby("unique_id")["gpus_total"].last()
-    return market_for(inputs["seen"], caps, settings)
+    return market_for(inputs["seen"], caps, settings, rates)
 
 
 @task
@@ -103,7 +133,9 @@ def inputs_fingerprint(run: dict[str, Any], valid_from: pd.Timestamp, settings: 
 
     h = hashlib.sha256()
     h.update(f"{run['forecast_id']}|{valid_from.isoformat()}|".encode())
-    h.update(Path(settings.pricing.reference_rates).read_bytes())
+    h.update(reference_rates_path(settings).read_bytes())
+    for f in (settings.pricing.gpu_catalog, settings.pricing.gpu_alias_file):
+        h.update(Path(f).read_bytes())
     ov = settings.pricing.overrides
     h.update(Path(ov).read_bytes() if ov is not None and Path(ov).exists() else b"no-overrides")
     h.update(settings.pricing.model_dump_json().encode())
@@ -158,7 +190,7 @@ def _mlflow_run(settings: Settings, as_of: pd.Timestamp, parent_run_id: str | No
 @task
 def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: pd.DataFrame | None,
                 diff: pd.DataFrame | None, demand: DemandModel | None, sheet_paths: tuple[Path, Path] | None,
-                overrides_log: pd.DataFrame | None = None) -> None:
+                overrides_log: pd.DataFrame | None = None, findings: pd.DataFrame | None = None) -> None:
     from mlflow.tracking import MlflowClient
 
     from pricing.plots import price_vs_reference
@@ -167,7 +199,7 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
     p = settings.pricing
     params = {f"pricing.{k}": (json.dumps(v, default=str) if isinstance(v, (list, dict)) else str(v))[:500]
               for k, v in p.model_dump().items() if k not in ("costs",)}
-    params.update({f"pricing.floor.{g}": round(p.floor(g), 4) for g in sorted(p.costs)})
+    params.update({f"pricing.costs.{g}": json.dumps(v)[:500] for g, v in sorted(p.cost_overrides().items())})
     for k, v in params.items():
         c.log_param(run_id, k, v)
     c.set_tag(run_id, "status", result["status"])
@@ -193,6 +225,14 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
             for g in sorted(items.loc[items["offered"].astype(bool), "gpu_model"].dropna().unique()):
                 (charts / f"price_vs_reference_{g}.png").write_bytes(price_vs_reference(items, g))
             c.log_artifacts(run_id, str(charts), "charts")
+        if findings is not None and len(findings):
+            findings.to_csv(t / "findings.csv", index=False)
+            c.log_artifact(run_id, str(t / "findings.csv"), "sheet")
+            if items is not None and len(items) and "gpu_model" in items:
+                floors = (items.groupby(["pool", "gpu_model", "gpu_class"], dropna=False)["floor"].max()
+                          .reset_index())
+                floors.to_csv(t / "floors.csv", index=False)
+                c.log_artifact(run_id, str(t / "floors.csv"), "sheet")
         if diff is not None:
             diff.to_csv(t / "diff.csv", index=False)
             c.log_artifact(run_id, str(t / "diff.csv"), "sheet")
@@ -206,6 +246,14 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
             overrides_log.to_csv(t / "overrides_applied.csv", index=False)
             c.log_artifact(run_id, str(t / "overrides_applied.csv"), "overrides")
     c.set_terminated(run_id, "FINISHED" if result["status"] != "failed" else "FAILED")
+
+
+def _store_findings(settings: Settings, run_id: str, findings: pd.DataFrame) -> None:
+    con = connect(settings.duckdb_path)
+    try:
+        history.record_findings(con, datetime.now(timezone.utc), run_id, findings)
+    finally:
+        con.close()
 
 
 def _record(settings: Settings, as_of: pd.Timestamp, status: str, version: int | None, reason: str | None,
@@ -227,7 +275,8 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
     logger = get_run_logger()
     as_of_ts = _utc(as_of or datetime.now(timezone.utc))
     run_id = _mlflow_run(settings, as_of_ts, parent_run_id)
-    items = diff = demand = paths = overrides_log = None
+    items = diff = demand = paths = overrides_log = findings = None
+    ref_warnings: list[str] = []
     last_version = None
     try:
         valid_from = as_of_ts.ceil("h")
@@ -250,7 +299,11 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             _record(settings, as_of_ts, "unchanged", last_version, result["reason"], run_id)
             log_pricing(run_id, settings, result, None, None, None, None)
             return {**result, "diff": None, "items": None}
-        market = build_market(inputs, settings)
+        rates = load_reference_rates(reference_rates_path(settings))
+        ref_warnings = reference_age_warnings(rates, as_of_ts, p.references_max_age_days)
+        for w in ref_warnings:
+            logger.warning(w)
+        market = build_market(inputs, settings, rates)
         caps = market.pools.set_index("pool")["gpus_total"]
         need = int(rules.spot_days * 24 + rules.block_hours)
         hold = forecast_problems(inputs["hourly"], caps, valid_from, need)
@@ -269,10 +322,12 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
                             anchor=inputs["anchor"], booked=inputs["booked"])
         if overrides:
             items, overrides_log = apply_overrides(items, overrides, inputs["last_items"], valid_from)
+        findings = pool_findings(items, market, rules.min_undercut, rules.usd_per_kwh, rules.pue, str(p.gpu_alias_file))
+        _store_findings(settings, run_id, findings)
         offered = items[items["offered"].astype(bool)]
         if offered.empty:
             reasons = items["withdraw_reason"].value_counts().head(5).to_dict()
-            raise Hold(f"no item could be offered (withdrawn: {reasons}); check reference rates, providers and costs")
+            raise Hold(f"no item could be offered (withdrawn: {reasons})", explain(findings))
         con = connect(settings.duckdb_path)
         try:
             version = history.next_version(con, highest_version(settings.sheets_dir))
@@ -307,11 +362,21 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             paths = publish_sheet(sheet, fingerprint, items, settings, internal_forecast(inputs["hourly"], valid_from, sheet))
             status, reason = "published", None
         result = {"status": status, "version": version, "reason": reason, "metrics": metrics, "held_pools": hold,
+                  "findings": findings,
                   "valid_from": str(valid_from), "diff_rows": len(diff), "mlflow_run_id": run_id,
-                  "paths": [str(x) for x in paths] if paths else None}
+                  "paths": [str(x) for x in paths] if paths else None, "warnings": list(ref_warnings)}
     except Hold as exc:
-        logger.warning("holding the last sheet: %s", exc)
-        result = {"status": "held", "version": last_version, "reason": str(exc), "metrics": {}, "mlflow_run_id": run_id}
+        lines = list(exc.args[1]) if len(exc.args) > 1 else []
+        if last_version is None:  # nothing in force and nothing to sell: the night failed, say why per cause
+            failure = NothingToSell(f"nothing to sell, so no sheet was published: {exc.args[0]}", lines)
+            _record(settings, as_of_ts, "failed", None, str(failure), run_id)
+            log_pricing(run_id, settings, {"status": "failed", "reason": str(failure)}, items, None, demand, None,
+                        overrides_log, findings)
+            raise failure from None
+        reason = "\n".join([exc.args[0], *lines])
+        logger.warning("holding the last sheet: %s", reason)
+        result = {"status": "held", "version": last_version, "reason": reason, "metrics": {}, "mlflow_run_id": run_id,
+                  "warnings": list(ref_warnings), "findings": findings}
     except Exception as exc:
         _record(settings, as_of_ts, "failed", last_version, f"{type(exc).__name__}: {exc}", run_id)
         log_pricing(run_id, settings, {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}, None, None, None, None)
@@ -321,9 +386,9 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         _record(settings, as_of_ts, result["status"], result["version"], result.get("reason"), run_id)
     except Exception as exc:  # noqa: BLE001
         logger.error("sheet v%s %s, but the pricing run was not recorded: %s", result["version"], result["status"], exc)
-        result["warnings"] = [f"pricing_runs not recorded: {exc}"]
+        result.setdefault("warnings", []).append(f"pricing_runs not recorded: {exc}")
     try:
-        log_pricing(run_id, settings, result, items, diff, demand, paths, overrides_log)
+        log_pricing(run_id, settings, result, items, diff, demand, paths, overrides_log, findings)
     except Exception as exc:  # noqa: BLE001
         logger.error("sheet v%s %s, but MLflow logging failed: %s", result["version"], result["status"], exc)
         result.setdefault("warnings", []).append(f"MLflow logging incomplete: {exc}")

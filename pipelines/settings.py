@@ -112,25 +112,13 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
 class CostSettings(BaseModel):
-    """Marginal cost of a GPU-hour for one gpu_model (the price floor)."""
+    """An operator's cost of a GPU-hour for one GPU class or telemetry name; unset fields keep the catalogue's."""
 
     model_config = ConfigDict(extra="forbid")
 
-    power_kw: float = Field(0.4, ge=0, description="board power per GPU incl. its share of the host")
-    amortization_usd_per_gpu_hour: float = Field(0.0, ge=0, description="capex / (life x 8760 h); 0 once written off")
-    overhead_usd_per_gpu_hour: float = Field(0.05, ge=0, description="network, storage, operations")
-
-
-def _default_costs() -> dict[str, CostSettings]:
-    # amortization: list price / 4-year life / 8,760 h (H100 ~$30k, A100 ~$15k, L40S ~$9k);
-    # V100s bought 2018-2019 are past a 5-year life: power and overhead only
-    return {
-        "default": CostSettings(power_kw=0.5, amortization_usd_per_gpu_hour=0.40, overhead_usd_per_gpu_hour=0.08),
-        "H100": CostSettings(power_kw=0.70, amortization_usd_per_gpu_hour=0.86, overhead_usd_per_gpu_hour=0.10),
-        "A100": CostSettings(power_kw=0.40, amortization_usd_per_gpu_hour=0.43, overhead_usd_per_gpu_hour=0.08),
-        "L40S": CostSettings(power_kw=0.35, amortization_usd_per_gpu_hour=0.26, overhead_usd_per_gpu_hour=0.06),
-        "V100": CostSettings(power_kw=0.30, amortization_usd_per_gpu_hour=0.0, overhead_usd_per_gpu_hour=0.05),
-    }
+    power_kw: float | None = Field(None, ge=0, description="board power per GPU incl. its share of the host")
+    amortization_usd_per_gpu_hour: float | None = Field(None, ge=0, description="capex / (life x 8760 h); 0 once written off")
+    overhead_usd_per_gpu_hour: float | None = Field(None, ge=0, description="network, storage, operations")
 
 
 class DemandSettings(BaseModel):
@@ -145,19 +133,23 @@ class PricingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reference_rates: Path = Field(DATA_DIR / "reference_rates.csv", description="replace with a newer file, same columns")
+    reference_rates: Path = Field(DATA_DIR / "reference_rates.csv",
+                                  description="the shipped references; `idlecap references import` versions newer ones")
+    references_dir: Path | None = Field(None, description="imported reference versions (default var/references); "
+                                        "the newest there is in force, else reference_rates")
+    references_max_age_days: float = Field(30.0, gt=0, description="a night warns when a provider's newest "
+                                           "reference price is older than this")
     overrides: Path | None = Field(None, description="pricing overrides TOML (default var/overrides.toml; missing = none)")
     providers: list[str] = Field(default_factory=lambda: ["aws", "azure"])
     reference_regions: list[str] | None = Field(None, description="None = every standard region in the file")
-    gpu_model_map: dict[str, list[str]] = Field(
-        default_factory=lambda: {"A100": ["A100-80GB", "A100-40GB"], "V100": ["V100", "V100-32GB"],
-                                 "A10": ["A10", "A10G"]},
-        description="pool gpu_model -> reference gpu_model names (identity when absent)",
-    )
+    gpu_catalog: Path = Field(DATA_DIR / "gpu_catalog.csv", description="GPU classes: references, factors, costs")
+    gpu_alias_file: Path = Field(DATA_DIR / "gpu_aliases.csv", description="GPU name spellings -> catalogue class")
+    gpu_aliases: dict[str, str] = Field(default_factory=dict,
+                                        description="telemetry GPU name -> catalogue class, checked before the catalogue")
     region: str = Field("dc1", description="region label of items (pool_regions overrides per pool)")
     pool_regions: dict[str, str] = Field(default_factory=dict)
     currency: str = "USD"
-    costs: dict[str, CostSettings] = Field(default_factory=_default_costs, description="per gpu_model; 'default' for the rest")
+    costs: dict[str, CostSettings] = Field(default_factory=dict, description="per GPU class or telemetry name, over the catalogue's")
     usd_per_kwh: float = Field(0.12, gt=0)
     pue: float = Field(1.3, ge=1)
     demand: DemandSettings = DemandSettings()
@@ -193,11 +185,13 @@ class PricingSettings(BaseModel):
         self.rules()  # PricingRules checks the combination (e.g. a discount for every term)
         return self
 
-    @field_validator("costs")
+    @model_validator(mode="before")
     @classmethod
-    def _costs_over_defaults(cls, v: dict[str, CostSettings]) -> dict[str, CostSettings]:
-        """[pricing.costs.H100] changes H100 only; the other models keep their defaults."""
-        return {**_default_costs(), **v}
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "gpu_model_map" in data:
+            raise ValueError("pricing.gpu_model_map was replaced by the GPU catalogue: map a telemetry GPU name to a "
+                             "catalogue class with [pricing.gpu_aliases] (e.g. \"A100\" = \"A100-80GB\")")
+        return data
 
     def rules(self):
         from pricing.rules import PricingRules
@@ -211,9 +205,16 @@ class PricingSettings(BaseModel):
             pool_stale_hours=self.pool_stale_hours, usd_per_kwh=self.usd_per_kwh, pue=self.pue,
         )
 
-    def floor(self, gpu_model: str) -> float:
-        c = self.costs.get(gpu_model) or self.costs.get("default") or CostSettings()
-        return c.power_kw * self.pue * self.usd_per_kwh + c.amortization_usd_per_gpu_hour + c.overhead_usd_per_gpu_hour
+    def catalog(self):
+        """The GPU catalogue with this operator's aliases checked against it."""
+        from pricing.catalog import GpuCatalog
+
+        cat = GpuCatalog.load(self.gpu_catalog, self.gpu_alias_file)
+        cat.check_aliases(self.gpu_aliases)
+        return cat
+
+    def cost_overrides(self) -> dict[str, dict[str, float]]:
+        return {k: v.model_dump(exclude_none=True) for k, v in self.costs.items()}
 
     def demand_model(self):
         from pricing.demand import DemandModel
@@ -305,6 +306,8 @@ class Settings(BaseModel):
             self.sheets_dir = v / "sheets"
         if self.prefect_home is None:
             self.prefect_home = v / "prefect"
+        if self.pricing.references_dir is None:
+            self.pricing.references_dir = v / "references"
         if self.pricing.overrides is None:
             self.pricing.overrides = v / "overrides.toml"
         if self.api.keys_path is None:

@@ -18,11 +18,12 @@ from pricing.optimizer import Market, reserved_prices, reserved_quantities, spot
 from pricing.rules import PricingRules
 
 ITEM_COLS = [
-    "pool", "gpu_model", "region", "product", "start", "end", "hours", "price_per_gpu_hour", "gpus_offered",
+    "pool", "gpu_model", "gpu_class", "region", "product", "start", "end", "hours", "price_per_gpu_hour", "gpus_offered",
     "interruption_risk", "reference_provider", "reference_region", "reference_sku", "reference_product",
     "reference_price", "reference_as_of", "discount_vs_reference", "floor", "ceiling", "spot_expected_price",
     "last_price", "base_price", "guardrails", "offered", "withdraw_reason", "expected_idle_gpus",
     "expected_gpu_hours_sold", "window_min_quantile", "newsvendor_level", "history_cap", "gpus_total",
+    "reference_gpu_model", "reference_list_price", "performance_factor",
 ]
 
 
@@ -89,7 +90,7 @@ def price_fleet(
     live = market.pools[~market.pools["pool"].isin(list(hold))].reset_index(drop=True)
     frames = []
     if len(live):
-        m = Market(pools=live, references=market.references)
+        m = Market(pools=live, references=market.references, resolved=market.resolved, costs=market.costs)
         res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"), drawdowns, booked)
         spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res, booked, drawdowns).assign(spot_expected_price=np.nan),
                       rules, anchor, parity=False)

@@ -32,8 +32,10 @@ HOUR = pd.Timedelta(hours=1)
 class Market:
     """Per-pool facts the optimizer needs: gpu_model, region, capacity, floor and the references."""
 
-    pools: pd.DataFrame  # pool, gpu_model, region, gpus_total, floor
+    pools: pd.DataFrame  # pool, gpu_model, region, gpus_total, floor (+ gpu_class from the catalogue)
     references: pd.DataFrame  # gpu_model, product_class, provider, region, sku, product, usd_per_gpu_hour
+    resolved: pd.DataFrame | None = None  # catalogue resolution per gpu_model (pricing.catalog.RESOLVED_COLUMNS)
+    costs: pd.DataFrame | None = None  # cost parts and floor per gpu_model (pricing.costs.COST_COLUMNS)
 
 
 def next_midnight(t: pd.Timestamp) -> pd.Timestamp:
@@ -60,6 +62,11 @@ def _reference(market: Market, cls: str) -> pd.DataFrame:
     r = r.rename(columns={"as_of": "reference_as_of"})
     cols = ["gpu_model", "reference_provider", "reference_region", "reference_sku", "reference_product",
             "reference_price", "reference_as_of"]
+    # catalogue details (reference GPU, its list price, the performance factor) when the market has them
+    extra = {"reference_gpu_model": "reference_gpu_model", "list_usd_per_gpu_hour": "reference_list_price",
+             "performance_factor": "performance_factor"}
+    r = r.rename(columns={k: v for k, v in extra.items() if k in r.columns})
+    cols += [v for k, v in extra.items() if v in r.columns]
     return market.pools.merge(r[cols], on="gpu_model", how="left")
 
 

@@ -29,7 +29,7 @@ _MAX_PROBLEMS = 20
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}(?:$|[T ])"
 OUTPUT_COLUMNS = [
     "gpu_model", "product_class", "provider", "region", "sku", "product", "usd_per_gpu_hour",
-    "as_of", "source", "n_candidates",
+    "as_of", "source", "n_candidates", "reference_gpu_model", "list_usd_per_gpu_hour", "performance_factor",
 ]
 
 
@@ -106,6 +106,7 @@ def comparable_references(
     gpu_model_map: Mapping[str, Sequence[str]] | None = None,
     providers: Sequence[str] | None = None,
     regions: Sequence[str] | None = None,
+    factors: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """The cheapest comparable reference per pool GPU model and product class.
 
@@ -114,13 +115,18 @@ def comparable_references(
     whose product belongs to the class, and whose provider / region pass the filters (None = all).
     Ties go to the first (provider, region, sku). A model with no candidate for a class gets no
     row (the caller withdraws those items). `n_candidates` counts the rows considered.
+
+    `factors` (model -> performance factor vs its references, default 1) turn a list price into
+    the price of the same work on this GPU: `usd_per_gpu_hour` is list x factor (what ceilings,
+    demand and discounts use), `list_usd_per_gpu_hour` the provider's own price.
     """
     models = list(dict.fromkeys(gpu_models))
     gmap = gpu_model_map or {}
+    fac = factors or {}
     pairs = pd.DataFrame(
-        [(m, ref) for m in models for ref in _as_list(gmap.get(m, [m]))],
-        columns=["gpu_model", "ref_gpu_model"], dtype=object,
-    ).drop_duplicates()
+        [(m, ref, float(fac.get(m, 1.0))) for m in models for ref in _as_list(gmap.get(m, [m]))],
+        columns=["gpu_model", "ref_gpu_model", "performance_factor"],
+    ).astype({"gpu_model": object, "ref_gpu_model": object}).drop_duplicates(["gpu_model", "ref_gpu_model"])
     classes = pd.DataFrame(
         [(cls, p) for cls, products in COMPARABLE.items() for p in products],
         columns=["product_class", "product"], dtype=object,
@@ -135,6 +141,9 @@ def comparable_references(
         pairs.merge(r.rename(columns={"gpu_model": "ref_gpu_model"}), on="ref_gpu_model")
         .merge(classes, on="product")
     )
+    cand["list_usd_per_gpu_hour"] = cand["usd_per_gpu_hour"]
+    cand["usd_per_gpu_hour"] = cand["usd_per_gpu_hour"] * cand["performance_factor"]
+    cand["reference_gpu_model"] = cand["ref_gpu_model"]
     group = ["gpu_model", "product_class"]
     cand["n_candidates"] = cand.groupby(group)["sku"].transform("size").astype("int64")
     cand["_m"] = cand["gpu_model"].map({m: i for i, m in enumerate(models)})
@@ -184,3 +193,20 @@ def _infer(s: pd.Series) -> pd.Series:
 
 def _as_list(v: str | Iterable[str]) -> list[str]:
     return [v] if isinstance(v, str) else list(v)
+
+
+def reference_age_warnings(rates: pd.DataFrame, as_of: pd.Timestamp, max_age_days: float) -> list[str]:
+    """One warning per provider whose newest reference price is older than `max_age_days` at `as_of`.
+
+    Old references set ceilings from prices customers may no longer see; a night says so rather
+    than failing (the references are still the best known)."""
+    at = pd.Timestamp(as_of)
+    at = at.tz_convert(None) if at.tzinfo is not None else at
+    newest = rates.groupby("provider")["as_of"].max()
+    out = []
+    for provider, when in newest.items():
+        age = (at - pd.Timestamp(when)) / pd.Timedelta(days=1)
+        if age > max_age_days:
+            out.append(f"{provider} reference prices are {age:.0f} days old (newest {pd.Timestamp(when):%Y-%m-%d}, "
+                       f"limit {max_age_days:g} days): refresh them with `idlecap references import`")
+    return out

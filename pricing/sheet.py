@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 ITEM_FIELDS = [
-    "pool", "gpu_model", "region", "product", "start", "end", "price_per_gpu_hour", "gpus_offered",
+    "pool", "gpu_model", "gpu_class", "region", "product", "start", "end", "price_per_gpu_hour", "gpus_offered",
     "interruption_risk", "reference", "discount_vs_reference", "floor", "guardrails",
 ]
 LATEST = "LATEST"
@@ -43,15 +43,26 @@ def _num(v: Any, nd: int) -> float | None:
 def public_items(items: pd.DataFrame) -> list[dict[str, Any]]:
     """Offered items in the contract's shape; internal forecast details stay out."""
     out = []
+    items = items.copy()
+    for c in ("gpu_class", "reference_gpu_model", "reference_list_price", "performance_factor"):
+        if c not in items:  # items of a sheet published before the GPU catalogue
+            items[c] = None
     for r in items.sort_values(["pool", "product", "start"]).itertuples(index=False):
+        factor = _num(r.performance_factor, 4) if r.performance_factor is not None else None
+        listed = r.reference_list_price if r.reference_list_price is not None and pd.notna(r.reference_list_price) \
+            else r.reference_price
         out.append({
-            "pool": r.pool, "gpu_model": r.gpu_model, "region": r.region, "product": r.product,
-            "start": _iso(r.start), "end": _iso(r.end),
+            "pool": r.pool, "gpu_model": r.gpu_model, "gpu_class": _text(r.gpu_class), "region": r.region,
+            "product": r.product, "start": _iso(r.start), "end": _iso(r.end),
             "price_per_gpu_hour": _num(r.price_per_gpu_hour, 4), "gpus_offered": int(r.gpus_offered),
             "interruption_risk": _num(r.interruption_risk, 4),
             "reference": {
                 "provider": r.reference_provider, "region": r.reference_region, "sku": r.reference_sku,
-                "product": r.reference_product, "price": _num(r.reference_price, 4),
+                "product": r.reference_product, "gpu_model": _text(r.reference_gpu_model),
+                "price": _num(listed, 4),
+                # the price of the same work on this GPU: list price x performance factor (1 = exact twin)
+                "performance_factor": factor if factor is not None else 1.0,
+                "equivalent_price": _num(r.reference_price, 4),
                 "as_of": None if pd.isna(r.reference_as_of) else str(pd.Timestamp(r.reference_as_of).date()),
             },
             "discount_vs_reference": _num(r.discount_vs_reference, 4),
@@ -60,6 +71,10 @@ def public_items(items: pd.DataFrame) -> list[dict[str, Any]]:
             "guardrails": list(r.guardrails),
         })
     return out
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
 
 
 def content_hash(header: dict[str, Any], items: list[dict[str, Any]]) -> str:

@@ -7,6 +7,7 @@ import duckdb
 import pandas as pd
 
 from pricing.engine import ITEM_COLS
+from pricing.findings import FINDING_COLUMNS
 
 
 def next_version(con: duckdb.DuckDBPyConnection, on_disk: int = 0) -> int:
@@ -102,4 +103,23 @@ def active_bookings(con: duckdb.DuckDBPyConnection, at) -> pd.DataFrame:
            FROM bookings b JOIN price_sheet_items i ON i.version = b.sheet_version AND i.pool = b.pool
                 AND i.product = b.product AND i.start = b.start
            WHERE i."end" > ? GROUP BY ALL""", [at],
+    ).df()
+
+
+def record_findings(con: duckdb.DuckDBPyConnection, run_at, mlflow_run_id: str | None, findings: pd.DataFrame) -> None:
+    """Store one pricing pass's per-pool findings (pricing.findings)."""
+    if not len(findings):
+        return
+    f = findings[FINDING_COLUMNS].assign(run_at=run_at, mlflow_run_id=mlflow_run_id)
+    con.register("findings_rows", f)
+    cols = ", ".join(["run_at", "mlflow_run_id", *FINDING_COLUMNS])
+    con.execute(f"INSERT INTO pricing_findings ({cols}) SELECT {cols} FROM findings_rows")
+    con.unregister("findings_rows")
+
+
+def latest_findings(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The newest pricing pass's findings (empty before the first pass)."""
+    return con.execute(
+        f"""SELECT run_at, {', '.join(FINDING_COLUMNS)} FROM pricing_findings
+            WHERE run_at = (SELECT max(run_at) FROM pricing_findings) ORDER BY pool, cause, product"""
     ).df()

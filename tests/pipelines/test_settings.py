@@ -52,8 +52,22 @@ def test_pricing_settings_from_toml_and_env(tmp_path) -> None:
     s = load_settings(cfg, environ={"IDLECAP_PRICING__MIN_UNDERCUT": "0.2", "IDLECAP_PRICING__PROVIDERS": "aws"})
     assert s.pricing.min_undercut == 0.2 and s.pricing.providers == ["aws"]
     assert s.pricing.rules().term_discount == {1: 0.0, 7: 0.1, 30: 0.2}
-    assert s.pricing.costs["H100"].power_kw == 1.0 and "V100" in s.pricing.costs  # other models keep defaults
-    assert s.pricing.floor("V100") < s.pricing.floor("H100")
+    assert s.pricing.cost_overrides() == {"H100": {"power_kw": 1.0}}  # only what the operator set
+    from pricing.costs import cost_table
+
+    cat = s.pricing.catalog()
+    costs = cost_table(cat.resolve(["NVIDIA H100 80GB HBM3", "H100", "V100"]), cat, s.pricing.cost_overrides(),
+                       s.pricing.usd_per_kwh, s.pricing.pue).set_index("gpu_model")
+    assert costs.loc["H100", "power_kw"] == 1.0 and costs.loc["NVIDIA H100 80GB HBM3", "power_kw"] == 1.0  # by class
+    assert costs.loc["H100", "amortization_usd_per_gpu_hour"] == 0.86  # unset fields keep the catalogue's
+    assert costs.loc["V100", "floor"] < costs.loc["H100", "floor"]
+    cfg.write_text('[pricing.gpu_model_map]\nA100 = ["A100-80GB"]\n')
+    with pytest.raises(ValueError, match="replaced by the GPU catalogue.*gpu_aliases"):
+        load_settings(cfg, environ={})
+    cfg.write_text('[pricing.gpu_aliases]\n"GPU-series-1" = "no-such-class"\n')
+    with pytest.raises(ValueError, match="unknown GPU class"):
+        load_settings(cfg, environ={}).pricing.catalog()
+    cfg.write_text('[pricing]\nterm_discount = { 1 = 0.0, 7 = 0.1, 30 = 0.2 }\n')
     with pytest.raises(ValidationError):
         load_settings(cfg, environ={"IDLECAP_PRICING__MAX_DAILY_CHANGE": "1.5"})
     cfg.write_text("[pricing]\nreserved_terms_days = [1, 14]\n")

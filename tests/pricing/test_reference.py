@@ -201,7 +201,7 @@ def test_cheapest_per_model_and_class(rates: pd.DataFrame) -> None:
     out = comparable_references(rates, ["H100", "A100-80GB"])
     assert list(out.columns) == [
         "gpu_model", "product_class", "provider", "region", "sku", "product", "usd_per_gpu_hour",
-        "as_of", "source", "n_candidates",
+        "as_of", "source", "n_candidates", "reference_gpu_model", "list_usd_per_gpu_hour", "performance_factor",
     ]
     got = {(r.gpu_model, r.product_class): (r.provider, r.region, r.product, r.usd_per_gpu_hour, r.n_candidates)
            for r in out.itertuples()}

@@ -86,7 +86,8 @@ def test_publish_writes_the_contract(tmp_path: Path):
         assert isinstance(it["gpus_offered"], int) and isinstance(it["guardrails"], list)
     res = next(it for it in doc["items"] if it["product"] == "reserved_30d")
     assert res["reference"] == {"provider": "azure", "region": "us-east-1", "sku": "ND96isr_H100_v5",
-                                "product": "reserved_1y", "price": 4.5, "as_of": "2025-02-01"}
+                                "product": "reserved_1y", "price": 4.5, "as_of": "2025-02-01", "gpu_model": None,
+                                "performance_factor": 1.0, "equivalent_price": 4.5}
     assert res["start"] == "2025-03-04T00:00:00Z" and res["end"] == "2025-04-03T00:00:00Z"
     assert res["guardrails"] == ["spot_parity", "hold_last:stale"]
 
