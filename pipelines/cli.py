@@ -493,10 +493,23 @@ def price(
 
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=timezone.utc)
+    from pipelines.pricing_flow import NothingToSell
+
+    failure = None
     with console.status("pricing"):
-        out = price_flow(settings=s, as_of=as_of, force=force)
+        try:
+            out = price_flow(settings=s, as_of=as_of, force=force)
+        except NothingToSell as exc:
+            failure = str(exc)
+    if failure is not None:
+        lines = failure.splitlines()
+        console.print(f"[red]failed[/red]: {escape(lines[0])}", highlight=False)
+        for line in lines[1:]:
+            console.print(f"  - {line}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(code=1)
     if out["status"] == "held":
-        console.print(f"[yellow]held[/yellow]: the last sheet (v{out['version']}) stays in force. {out['reason']}")
+        console.print(f"[yellow]held[/yellow]: the last sheet (v{out['version']}) stays in force. {escape(out['reason'])}",
+                      highlight=False)
         raise typer.Exit(code=3)
     if out["status"] == "unchanged":
         console.print(f"[cyan]unchanged[/cyan]: {out['reason']}")

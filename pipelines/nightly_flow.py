@@ -148,7 +148,7 @@ def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> st
             from pricing.findings import explain
 
             lines += ["", "## Pools", "", "| pool | GPU (telemetry) | class | outcome | detail |", "|---|---|---|---|---|"]
-            lines += [f"| {r.pool} | {r.gpu_model} | {r.gpu_class or '-'} | {r.cause}"
+            lines += [f"| {r.pool} | {r.gpu_model} | {r.gpu_class if isinstance(r.gpu_class, str) else '-'} | {r.cause}"
                       + (f" ({r.product})" if isinstance(r.product, str) else "") + f" | {r.detail} |"
                       for r in findings.itertuples(index=False)]
             blocked = explain(findings)

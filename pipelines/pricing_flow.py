@@ -27,7 +27,8 @@ from pricing.findings import explain, pool_findings
 from pricing.guardrails import guardrail_counts
 from pricing.optimizer import Market
 from pricing.overrides import OverrideError, apply_overrides, load_overrides
-from pricing.reference import comparable_references, load_reference_rates, reference_age_warnings
+from pricing.reference import comparable_references, load_reference_rates
+from pricing.reference_store import reference_age_warnings
 from pricing.sheet import PriceSheet, highest_version, point_latest, public_items, publish
 from pipelines.retries import IO_RETRY
 from pipelines.settings import Settings

@@ -83,8 +83,10 @@ def pool_findings(items: pd.DataFrame, market: Market, min_undercut: float, usd_
                                                         min_undercut, usd_per_kwh, pue),
                              "action": f"if the cost is wrong, set [pricing.costs.{gcls}]; otherwise {klass} "
                                        "cannot be sold above cost against today's references"})
+            # spot gets what reserved did not promise: an empty spot class next to sold reserved terms is no finding
+            covered = klass == "spot" and len(offered) > 0
             for r, cause in (("no_capacity", "no_capacity"), ("forecast_too_short", "forecast_too_short")):
-                if r in reasons and not sold_any and not (reasons & {"no_reference", "floor_above_ceiling"}):
+                if r in reasons and not sold_any and not covered and not (reasons & {"no_reference", "floor_above_ceiling"}):
                     detail, action = _no_capacity(k, klass, float(p.get("gpus_total", np.nan))) \
                         if cause == "no_capacity" else (f"{klass}: the forecast does not cover the offer window",
                                                         "more telemetry history is needed for a forecast this long")

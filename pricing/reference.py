@@ -194,19 +194,3 @@ def _infer(s: pd.Series) -> pd.Series:
 def _as_list(v: str | Iterable[str]) -> list[str]:
     return [v] if isinstance(v, str) else list(v)
 
-
-def reference_age_warnings(rates: pd.DataFrame, as_of: pd.Timestamp, max_age_days: float) -> list[str]:
-    """One warning per provider whose newest reference price is older than `max_age_days` at `as_of`.
-
-    Old references set ceilings from prices customers may no longer see; a night says so rather
-    than failing (the references are still the best known)."""
-    at = pd.Timestamp(as_of)
-    at = at.tz_convert(None) if at.tzinfo is not None else at
-    newest = rates.groupby("provider")["as_of"].max()
-    out = []
-    for provider, when in newest.items():
-        age = (at - pd.Timestamp(when)) / pd.Timedelta(days=1)
-        if age > max_age_days:
-            out.append(f"{provider} reference prices are {age:.0f} days old (newest {pd.Timestamp(when):%Y-%m-%d}, "
-                       f"limit {max_age_days:g} days): refresh them with `idlecap references import`")
-    return out

@@ -149,6 +149,17 @@ def provider_ages(rates: pd.DataFrame, as_of: pd.Timestamp | datetime | str) -> 
     return out[["provider", "newest_as_of", "age_days"]]
 
 
+def reference_age_warnings(rates: pd.DataFrame, as_of: pd.Timestamp | datetime | str, max_age_days: float) -> list[str]:
+    """One warning per provider whose newest reference price is older than `max_age_days` at `as_of`.
+
+    Old references set ceilings from prices customers may no longer see; a night says so rather
+    than failing (they are still the best prices known)."""
+    ages = provider_ages(rates, as_of)
+    return [f"{r.provider} reference prices are {r.age_days:.0f} days old (newest {r.newest_as_of:%Y-%m-%d}, limit "
+            f"{max_age_days:g} days): refresh them with `idlecap references import`"
+            for r in ages.itertuples(index=False) if r.age_days > max_age_days]
+
+
 def import_files(
     store_dir: str | Path,
     shipped: str | Path,

@@ -244,3 +244,14 @@ def test_cli_bad_input_exits_2_naming_the_file(cli, tmp_path: Path) -> None:
     r = cli("import", str(tmp_path / "missing.json"))
     assert r.exit_code == 2 and "file not found" in r.output
     assert not (tmp_path / "var" / "references").exists() or not any((tmp_path / "var" / "references").iterdir())
+
+
+def test_age_warnings_name_each_stale_provider() -> None:
+    from pricing.reference_store import reference_age_warnings
+
+    rates = pd.DataFrame({"provider": ["aws", "aws", "azure"],
+                          "as_of": pd.to_datetime(["2026-01-01", "2026-01-21", "2026-11-20"])})
+    w = reference_age_warnings(rates, pd.Timestamp("2026-11-30T02:00Z"), 30)
+    assert w == ["aws reference prices are 313 days old (newest 2026-01-21, limit 30 days): refresh them with "
+                 "`idlecap references import`"]
+    assert reference_age_warnings(rates, pd.Timestamp("2026-01-25"), 30) == []  # a replay priced back then
