@@ -54,6 +54,7 @@ def engine_items(valid_from: pd.Timestamp, seed: int = 0, gpus: dict[str, int] |
     df["discount_vs_reference"] = 1 - df["price_per_gpu_hour"] / df["reference_price"]
     df["floor"] = 0.4
     df["guardrails"] = [[] for _ in range(len(df))]
+    df["gpu_class"] = df["gpu_model"]  # the catalogue class (here every name is its own class)
     return df
 
 

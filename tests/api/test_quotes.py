@@ -117,3 +117,34 @@ def test_quote_properties(sheet, gpus, blocks, k, region):
     for b in range(blocks):
         s = (start + timedelta(hours=6 * b)).strftime("%Y-%m-%dT%H:%M:%SZ")
         assert sum(ln["gpus"] for ln in q["lines"] if ln["start"] == s) == gpus
+
+
+def test_a_class_or_the_fleet_name_both_quote(tmp_path):
+    """Customers may ask by catalogue class (H100) or by the fleet's own GPU name."""
+    from api_helpers import engine_items, forecast_frame
+    from pricing.sheet import PriceSheet, public_items, publish
+
+    items = engine_items(NOW)
+    h = items["gpu_model"] == "H100"
+    items.loc[h, "gpu_model"] = "NVIDIA H100 80GB HBM3"
+    sheet = PriceSheet(version=1, generated_at=NOW, valid_from=NOW, valid_until=NOW + pd.Timedelta(hours=24),
+                       data_through=NOW, mlflow_run_id="r", forecast_id="f", items=public_items(items))
+    publish(sheet, tmp_path, forecast=forecast_frame(NOW))
+    s = load_sheet(tmp_path / f"{sheet_name(1)}.json")
+    start = min(parse_ts(i["start"]) for i in s.items if i["product"] == "spot" and i["gpu_class"] == "H100")
+    by_class = quote(s, QuoteAsk("H100", "spot", start, 2))
+    by_name = quote(s, QuoteAsk("NVIDIA H100 80GB HBM3", "spot", start, 2))
+    assert [ln["pool"] for ln in by_class["lines"]] == [ln["pool"] for ln in by_name["lines"]] == ["p4"]
+    assert by_class["total_price"] == by_name["total_price"]
+    # GET /v1/prices?gpu_model= filters by either spelling too (the fast path's pager)
+    import orjson
+
+    from api.fastpath import PricesPager
+    from api.store import SheetStore
+
+    store = SheetStore(tmp_path)
+    store.refresh()
+    pager = PricesPager(store, page_size=1000)
+    for name in ("H100", "NVIDIA H100 80GB HBM3"):
+        body = orjson.loads(pager.reply(f"gpu_model={name.replace(' ', '%20')}".encode()).body)
+        assert body["total"] == int(h.sum()) and {i["pool"] for i in body["items"]} == {"p4"}
