@@ -668,8 +668,16 @@ def price_backtest(
     out = _run_with_progress("pricing backtest", backtest_pricing, settings=s)
     rep = out["report"]
     summ = rep.summary.copy()
+    summ = summ[[c for c in ("policy", "term", "offers", "offered_gpu_hours", "safety", "safety_hourly", "yield",
+                             "achievable", "safe_achievable", "revenue_gross", "penalties", "revenue_net",
+                             "predicted_risk", "realized_risk") if c in summ]]
     print_frame(summ, f"pricing backtest: {len(rep.origins)} origins, model {s.pricing.backtest_model} "
-                      "(safety = offered GPU-hours that stayed idle the whole window; yield = offered / really idle)")
+                      "(safety = offered GPU-hours idle at every sample of the window; safety_hourly = on hourly means; "
+                      "yield = offered / really idle; achievable = offered / what hindsight could promise safely)")
+    sample = rep.offers["sample_level"].mean() if "sample_level" in rep.offers and len(rep.offers) else 0.0
+    if sample < 1:
+        console.print(f"[yellow]{1 - sample:.0%} of the windows have no sample-level minimum[/yellow] (hours refreshed "
+                      "before the warehouse kept it): scored on hourly means there; `idlecap refresh --rebuild` fixes it")
     console.print(f"MLflow run {out['mlflow_run_id']}; windows skipped for missing telemetry: {rep.skipped_windows}")
 
 
@@ -948,9 +956,9 @@ def _night_report(s: Settings, out: dict[str, Any], live: bool = True) -> None:
         console.print(escape(out["price"]["reason"]), style="dim", highlight=False)
     findings = out["price"].get("findings")
     if findings is not None and len(findings) and out["status"] != "held":
-        from pricing.findings import explain
+        from pricing.findings import explain_grouped
 
-        blocked = explain(findings)
+        blocked = explain_grouped(findings)
         if blocked:
             console.print("[yellow]pools or products not sold[/yellow] (details: `idlecap status`):")
             for line in blocked:

@@ -23,7 +23,7 @@ from pricing.demand import DemandModel
 from pricing.drawdown import measure
 from pricing.diff import diff_items
 from pricing.engine import price_fleet
-from pricing.findings import explain, pool_findings
+from pricing.findings import explain_grouped, pool_findings
 from pricing.guardrails import guardrail_counts
 from pricing.optimizer import Market
 from pricing.overrides import OverrideError, apply_overrides, load_overrides
@@ -328,7 +328,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         offered = items[items["offered"].astype(bool)]
         if offered.empty:
             reasons = items["withdraw_reason"].value_counts().head(5).to_dict()
-            raise Hold(f"no item could be offered (withdrawn: {reasons})", explain(findings))
+            raise Hold(f"no item could be offered (withdrawn: {reasons})", explain_grouped(findings))
         con = connect(settings.duckdb_path)
         try:
             version = history.next_version(con, highest_version(settings.sheets_dir))
@@ -429,7 +429,8 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
     c.log_param(run_id, "backtest.lead_hours", p.backtest_lead_hours)
     c.log_param(run_id, "backtest.naive_discount", p.naive_discount)
     for r in rep.summary.to_dict("records"):
-        for k in ("safety", "yield", "revenue_gross", "penalties", "revenue_net", "offered_gpu_hours",
+        for k in ("safety", "safety_hourly", "yield", "achievable", "safe_achievable", "oracle_gpu_hours",
+                  "revenue_gross", "penalties", "revenue_net", "offered_gpu_hours",
                   "predicted_risk", "realized_risk"):
             v = r.get(k)
             if v is not None and pd.notna(v):

@@ -4,10 +4,14 @@ At each origin (`lead_hours` before a UTC midnight) the forecaster is refit on h
 the origin, given the plan as known then, and the real pricing pass prices its forecast. The
 reserved offers are then checked against what really happened:
 
-- safety: share of offered GPU-hours whose GPUs really stayed idle for the whole window. Terms
-  are tranches (the longest term at the bottom), so a tranche is safe up to the window's
-  observed minimum idle minus the tranches under it;
+- safety: share of offered GPU-hours whose GPUs really stayed idle at every sample of the window
+  (`y_min`, the fewest idle GPUs at any sample of an hour; `safety_hourly` judges on hourly means
+  for comparison). Terms are tranches (the longest term at the bottom), so a tranche is safe up to
+  the window's minimum idle minus the tranches under it;
 - yield: offered GPU-hours / GPU-hours that were really idle in those windows;
+- achievable: offered GPU-hours / what perfect hindsight could have promised safely (the floor of
+  each window's real sample-level minimum, nested over the terms), and `safe_achievable` the safe
+  part of it: a rule that is safe because it sells nothing scores near 0 here;
 - simulated revenue under the demand curve: sold = min(demand(price), offered), refunded and
   penalised (reclaim_penalty_multiple x price) for every GPU-hour training took back.
 
@@ -56,18 +60,43 @@ def backtest_origins(df: pd.DataFrame, lead_hours: int, max_term_days: int, n_wi
     return [o for o in origins if o >= first][-n_windows:]
 
 
+def sample_min(actual: pd.DataFrame) -> pd.Series:
+    """The fewest idle GPUs at any sample of each hour (`y_min`), the hourly mean where it is unknown.
+
+    A warehouse refreshed before it kept `idle_gpus_min` has no sample-level truth for old hours;
+    the mean is then the best bound there is (and `sample_level` says so per window)."""
+    if "y_min" not in actual:
+        return actual["y"]
+    return actual["y_min"].where(actual["y_min"].notna() | actual["y"].isna(), actual["y"])
+
+
 def _windows(items: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
-    """Per item: observed share, min and sum of real idle GPUs over [start, end)."""
-    a = actual[["unique_id", "ds", "y"]]
+    """Per item: observed share, the window's fewest idle GPUs at any sample (`real_min`) and on the
+    hourly means (`real_min_hourly`), and the real idle GPU-hours over [start, end)."""
+    a = actual.assign(_m=sample_min(actual), _s=actual["y_min"].notna() if "y_min" in actual else False)
     rows = []
     for r in items[["pool", "start", "end"]].drop_duplicates().itertuples(index=False):
-        y = a.loc[(a["unique_id"] == r.pool) & (a["ds"] >= r.start) & (a["ds"] < r.end), "y"].to_numpy(float)
+        w = a.loc[(a["unique_id"] == r.pool) & (a["ds"] >= r.start) & (a["ds"] < r.end)]
+        y, m = w["y"].to_numpy(float), w["_m"].to_numpy(float)
         H = int((r.end - r.start) / pd.Timedelta(hours=1))
-        obs = y[np.isfinite(y)]
-        rows.append({"pool": r.pool, "start": r.start, "end": r.end, "observed": len(obs) / H,
-                     "real_min": obs.min() if len(obs) else np.nan,
-                     "real_idle_gpu_hours": obs.mean() * H if len(obs) else np.nan})
+        ok = np.isfinite(y)
+        rows.append({"pool": r.pool, "start": r.start, "end": r.end, "observed": ok.sum() / H,
+                     "real_min": m[ok].min() if ok.any() else np.nan,
+                     "real_min_hourly": y[ok].min() if ok.any() else np.nan,
+                     "sample_level": bool(w["_s"].to_numpy(bool)[ok].all()) if ok.any() else False,
+                     "real_idle_gpu_hours": y[ok].mean() * H if ok.any() else np.nan})
     return pd.DataFrame(rows)
+
+
+def oracle_gpu_hours(off: pd.DataFrame) -> pd.Series:
+    """What perfect hindsight could have promised safely, per offer row: the floor of each window's
+    real sample-level minimum, nested over the terms that start together (longest at the bottom)."""
+    o = off.sort_values(["origin", "pool", "term_days"], ascending=[True, True, False])
+    best = np.floor(np.clip(o["real_min"].fillna(0.0), 0, None))
+    # windows start together, so a shorter one lies inside every longer one and can promise at least as much
+    nested = best.groupby([o["origin"], o["pool"]]).cummax()
+    below = nested.groupby([o["origin"], o["pool"]]).shift(1).fillna(0.0)
+    return ((nested - below).clip(lower=0) * o["hours"]).reindex(off.index)
 
 
 def _score(off: pd.DataFrame, actual: pd.DataFrame, rules: PricingRules, demand: DemandModel) -> pd.DataFrame:
@@ -81,7 +110,8 @@ def _score(off: pd.DataFrame, actual: pd.DataFrame, rules: PricingRules, demand:
     base = off["base"].to_numpy(float)
     m = off["real_min"].to_numpy(float)
     off["offered_gpu_hours"] = k * H
-    off["safe_gpu_hours"] = np.clip(m - base, 0, k) * H
+    off["safe_gpu_hours"] = np.clip(m - base, 0, k) * H  # at sample level: a promise breaks at a sample
+    off["safe_gpu_hours_hourly"] = np.clip(off["real_min_hourly"].to_numpy(float) - base, 0, k) * H
     want = np.array([demand.curve(g, p).gpus(pr, ref, cap) if k_ > 0 else 0.0 for g, p, pr, ref, cap, k_ in zip(
         off["gpu_model"], off["product"], off["price_per_gpu_hour"], off["reference_price"], off["gpus_total"], k)])
     sold = np.minimum(np.nan_to_num(want), k)
@@ -152,6 +182,7 @@ def pricing_backtest(
         for name, pol in (("idlecap", res), ("naive", naive)):
             pol = pol.assign(gpus_offered=np.where(pol["offered"], pol["gpus_offered"], 0))
             scored = _score(pol, df, rules, demand).assign(policy=name)
+            scored["oracle_gpu_hours"] = oracle_gpu_hours(scored)
             skipped += int((scored["observed"] < MIN_OBSERVED).sum()) if name == "idlecap" else 0
             offers.append(scored)
         sp = items[(items["product"] == "spot") & items["offered"]].copy()
@@ -170,11 +201,13 @@ def _score_spot(sp: pd.DataFrame, res: pd.DataFrame, actual: pd.DataFrame, deman
     pools = sorted(sp["pool"].unique())
     hours = pd.date_range(sp["start"].min(), sp["end"].max(), freq="h", inclusive="left")
     held = reserved_in_hours(res[res["offered"]], pools, hours)
-    a = actual.set_index(["unique_id", "ds"])["y"]
+    a = actual.assign(_m=sample_min(actual)).set_index(["unique_id", "ds"])
+    y_all, m_all = a["y"], a["_m"]
     out = []
     for r in sp.itertuples(index=False):
         hs = pd.date_range(r.start, r.end, freq="h", inclusive="left")
-        y = a.reindex(pd.MultiIndex.from_product([[r.pool], hs])).to_numpy(float)
+        idx = pd.MultiIndex.from_product([[r.pool], hs])
+        y, ymin = y_all.reindex(idx).to_numpy(float), m_all.reindex(idx).to_numpy(float)
         if np.isfinite(y).mean() < MIN_OBSERVED:
             continue
         R = held[pools.index(r.pool), hours.get_indexer(hs)]
@@ -184,7 +217,8 @@ def _score_spot(sp: pd.DataFrame, res: pd.DataFrame, actual: pd.DataFrame, deman
         delivered = np.clip(y[ok] - R[ok], 0, sold).sum() * len(hs) / ok.sum()
         out.append({"pool": r.pool, "start": r.start, "gpus_offered": r.gpus_offered,
                     "interruption_risk": r.interruption_risk,
-                    "reclaimed": bool((y[ok] < R[ok] + r.gpus_offered).any()),
+                    "reclaimed": bool((ymin[ok] < R[ok] + r.gpus_offered).any()),  # at any sample
+                    "reclaimed_hourly": bool((y[ok] < R[ok] + r.gpus_offered).any()),
                     "revenue": r.price_per_gpu_hour * delivered})
     return pd.DataFrame(out)
 
@@ -197,17 +231,24 @@ def summarize(off: pd.DataFrame, spot: pd.DataFrame) -> pd.DataFrame:
         if term == "all":  # the union of windows: at each origin and pool, its longest window
             w = g.sort_values("term_days").drop_duplicates(["origin", "pool"], keep="last")
             idle = w["real_idle_gpu_hours"].sum()
+        oracle = g["oracle_gpu_hours"].sum() if "oracle_gpu_hours" in g else np.nan
         rows.append({
             "policy": policy, "term": term if term == "all" else f"{term}d", "offers": int((g["gpus_offered"] > 0).sum()),
             "offered_gpu_hours": offered, "safety": g["safe_gpu_hours"].sum() / offered if offered else np.nan,
-            "yield": offered / idle if idle else np.nan, "revenue_gross": g["revenue_gross"].sum(),
-            "penalties": g["penalties"].sum(), "revenue_net": g["revenue_net"].sum(),
+            "safety_hourly": g["safe_gpu_hours_hourly"].sum() / offered if offered and "safe_gpu_hours_hourly" in g
+            else np.nan,
+            "yield": offered / idle if idle else np.nan, "oracle_gpu_hours": oracle,
+            "achievable": offered / oracle if oracle else np.nan,
+            "safe_achievable": g["safe_gpu_hours"].sum() / oracle if oracle else np.nan,
+            "revenue_gross": g["revenue_gross"].sum(), "penalties": g["penalties"].sum(),
+            "revenue_net": g["revenue_net"].sum(),
         })
     out = pd.DataFrame(rows)
     if len(spot):
         out = pd.concat([out, pd.DataFrame([{
             "policy": "idlecap", "term": "spot", "offers": len(spot), "offered_gpu_hours": np.nan,
-            "safety": 1 - spot["reclaimed"].mean(), "yield": np.nan, "revenue_gross": spot["revenue"].sum(),
+            "safety": 1 - spot["reclaimed"].mean(), "safety_hourly": 1 - spot["reclaimed_hourly"].mean(),
+            "yield": np.nan, "revenue_gross": spot["revenue"].sum(),
             "penalties": 0.0, "revenue_net": spot["revenue"].sum(),
             "predicted_risk": spot["interruption_risk"].mean(), "realized_risk": spot["reclaimed"].mean(),
         }])], ignore_index=True)

@@ -136,3 +136,37 @@ def explain(findings: pd.DataFrame, limit: int = 20) -> list[str]:
     if len(lines) > limit:
         lines = lines[:limit] + [f"... and {len(lines) - limit} more (`idlecap status` lists them all)"]
     return lines
+
+
+_GROUP_LABELS = {
+    ("unknown_gpu", None): ("GPU names are not in the GPU catalogue",
+                            'map each in idlecap.toml: [pricing.gpu_aliases] "<name>" = "<class>" (`idlecap gpus`)'),
+    ("no_reference", "spot"): ("have no AWS/Azure spot price to compare with", None),
+    ("no_reference", "reserved"): ("have no AWS/Azure on-demand or reserved price to compare with", None),
+    ("not_competitive", "spot"): ("cost more than the spot ceiling (floor above 90% of the reference)", None),
+    ("not_competitive", "reserved"): ("cost more than the reserved ceiling", None),
+    ("no_capacity", "spot"): ("have no idle GPUs to sell in the spot days", None),
+    ("no_capacity", "reserved"): ("have no GPU safe to promise for a whole reserved term", None),
+}
+
+
+def explain_grouped(findings: pd.DataFrame, per_pool_up_to: int = 8) -> list[str]:
+    """Few lines for many pools: per pool when there are few, else one line per cause and product."""
+    bad = findings[~findings["cause"].isin(SELLABLE)]
+    if len(bad) <= per_pool_up_to:
+        return explain(findings)
+    lines = []
+    for (cause, product), g in bad.groupby(["cause", bad["product"].fillna("")], sort=False):
+        pools = list(dict.fromkeys(g["pool"]))
+        names = ", ".join(pools[:6]) + (f" and {len(pools) - 6} more" if len(pools) > 6 else "")
+        label, action = _GROUP_LABELS.get((cause, product or None), (cause.replace("_", " "), None))
+        if cause == "unknown_gpu":
+            label += ": " + ", ".join(repr(m) for m in dict.fromkeys(g["gpu_model"]))
+        if len(pools) == 1:
+            r = g.iloc[0]
+            lines.append(f"{r.pool}: {r.detail}" + (f". Fix: {r.action}" if isinstance(r.action, str) else ""))
+            continue
+        if action is None and g["action"].notna().any():
+            action = g["action"].dropna().iloc[0]
+        lines.append(f"{len(pools)} pools ({names}) {label}" + (f". Fix: {action}" if action else ""))
+    return lines

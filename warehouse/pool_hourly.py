@@ -8,6 +8,10 @@ expected from every node of the pool alive at that hour (from the inventory's sa
 so a silent node or a gap lowers coverage instead of reading as zero idle. Hours with no
 sample at all have no row: missing stays missing.
 
+`idle_gpus_min` is the fewest idle GPUs the pool had at any sample time of the hour (each
+reporting node carried at its latest sample): a reserved promise breaks at a sample, not on the
+hourly mean, so safety is judged on this column.
+
 Refresh is incremental: ingest records the hours it touched in pool_hourly_dirty (in the same
 transaction as the load); `refresh` recomputes only those hours and clears them, atomically.
 """
@@ -21,7 +25,7 @@ _REFRESH_SQL = """
 INSERT INTO pool_hourly
 WITH dirty AS (SELECT DISTINCT pool, ts FROM pool_hourly_dirty),
 samples AS (
-    SELECT t.pool, d.ts AS hour, t.node_id, t.gpu_model, t.gpus_total,
+    SELECT t.pool, d.ts AS hour, t.node_id, t.ts, t.gpu_model, t.gpus_total,
            CASE WHEN t.gpus_allocated IS NOT NULL THEN t.gpus_allocated
                 WHEN t.gpu_util >= $threshold THEN t.gpus_total ELSE 0 END AS busy,
            t.quality_flag
@@ -33,6 +37,19 @@ node_hour AS (
            avg(gpus_total) AS total, avg(busy) AS busy, min(quality_flag) AS quality_flag
     FROM samples GROUP BY pool, hour, node_id
 ),
+-- the pool's idle GPUs at every sample time of the hour, each reporting node at its latest sample
+-- (its first one back to the hour's start): a step function summed from each node's changes
+changes AS (
+    SELECT pool, hour, CASE WHEN prev IS NULL THEN hour ELSE ts END AS step_at, idle - coalesce(prev, 0) AS delta
+    FROM (SELECT pool, hour, ts, gpus_total - busy AS idle,
+                 lag(gpus_total - busy) OVER (PARTITION BY pool, hour, node_id ORDER BY ts) AS prev FROM samples)
+),
+steps AS (SELECT pool, hour, step_at, sum(delta) AS delta FROM changes GROUP BY pool, hour, step_at),
+levels AS (
+    SELECT pool, hour, sum(delta) OVER (PARTITION BY pool, hour ORDER BY step_at ROWS UNBOUNDED PRECEDING) AS idle
+    FROM steps
+),
+hour_min AS (SELECT pool, hour, min(idle) AS idle_min FROM levels GROUP BY pool, hour),
 expected AS (
     SELECT d.pool, d.ts AS hour, count(*) AS nodes_expected,
            sum(3600.0 / n.sample_interval_s) AS samples_expected
@@ -42,8 +59,9 @@ expected AS (
 )
 SELECT h.pool, h.hour, any_value(h.gpu_model), sum(h.total), sum(h.busy), sum(h.total) - sum(h.busy),
        least(1.0, sum(h.n) / greatest(any_value(e.samples_expected), 1)), sum(h.n),
-       count(*), greatest(any_value(e.nodes_expected), count(*)), min(h.quality_flag), now()
+       count(*), greatest(any_value(e.nodes_expected), count(*)), min(h.quality_flag), now(), any_value(m.idle_min)
 FROM node_hour h LEFT JOIN expected e ON e.pool = h.pool AND e.hour = h.hour
+     LEFT JOIN hour_min m ON m.pool = h.pool AND m.hour = h.hour
 GROUP BY h.pool, h.hour
 """
 

@@ -98,3 +98,17 @@ def test_unknown_names_and_busy_pools_say_what_to_do(priced) -> None:
     assert len(lines) == len(f[f["cause"] != "priced"]) and not any(line.startswith("a800") for line in lines)
     assert all(". Fix: " in line for line in lines)
     assert len(explain(pd.concat([f] * 10), limit=5)) == 6  # capped, with a pointer to the rest
+
+
+def test_many_pools_are_explained_in_one_line_per_cause(priced) -> None:
+    from pricing.findings import explain_grouped
+
+    _, _, f = priced
+    assert explain_grouped(f) == explain(f)  # few pools: one line each
+    many = pd.concat([f.assign(pool=f["pool"] + f"-{i}") for i in range(5)], ignore_index=True)
+    lines = explain_grouped(many)
+    assert len(lines) == len(f[f["cause"] != "priced"].groupby(["cause", f["product"].fillna("")]))
+    unknown = next(x for x in lines if "not in the GPU catalogue" in x)
+    assert unknown.startswith("5 pools (anon-0, anon-1, anon-2, anon-3, anon-4) GPU names are not in the GPU catalogue: "
+                              "'GPU-series-1'") and '[pricing.gpu_aliases] "<name>" = "<class>"' in unknown
+    assert any(x.startswith("5 pools (h800-0") and "spot ceiling" in x for x in lines)

@@ -68,3 +68,38 @@ def test_all_yield_uses_each_origins_longest_window() -> None:
     off["offered_gpu_hours"] = [840.0, 0.0, 120.0]
     s = summarize(off, pd.DataFrame()).set_index("term")
     assert np.isclose(s.loc["7d", "yield"], 0.5) and np.isclose(s.loc["all", "yield"], (840 + 120) / (1680 + 240))
+
+
+def test_safety_is_judged_at_sample_level_and_the_oracle_nests_terms() -> None:
+    """A 1-day promise of 5 GPUs in a window whose hourly means never drop below 6 but one sample
+    drops to 2: safe on hourly means, broken at sample level. The hindsight oracle promises the
+    floor of each window's sample minimum, longest term at the bottom."""
+    from pricing.backtest import _score, oracle_gpu_hours, summarize
+    from pricing.demand import DemandModel
+    from pricing.rules import DemandPrior, PricingRules
+
+    t0 = pd.Timestamp("2026-01-10", tz="UTC")
+    ds = pd.date_range(t0, periods=24 * 7, freq="h")
+    y = np.full(len(ds), 8.0)
+    y_min = y.copy()
+    y_min[30] = 2.0                    # day 2: one sample with 2 idle, the hour's mean still 6
+    y[30] = 6.0
+    y_min[5] = 6.5                     # day 1: fewest 6.5 at a sample
+    actual = pd.DataFrame({"unique_id": "p", "ds": ds, "y": y, "y_min": y_min})
+    off = pd.DataFrame([dict(origin=t0, pool="p", gpu_model="V100", product=f"reserved_{d}d", term_days=d, start=t0,
+                             end=t0 + pd.Timedelta(days=d), hours=24 * d, gpus_offered=k, price_per_gpu_hour=1.0,
+                             reference_price=2.0, gpus_total=16.0)
+                        for d, k in ((7, 5), (1, 1))])
+    scored = _score(off, actual, PricingRules(), DemandModel(DemandPrior(2.0, 0.25)))
+    scored["oracle_gpu_hours"] = oracle_gpu_hours(scored)
+    s7 = scored[scored["term_days"] == 7].iloc[0]
+    s1 = scored[scored["term_days"] == 1].iloc[0]
+    assert s7["real_min"] == 2.0 and s7["real_min_hourly"] == 6.0 and bool(s7["sample_level"])
+    assert s7["safe_gpu_hours"] == 2 * 168 and s7["safe_gpu_hours_hourly"] == 5 * 168  # 5 promised, 2 held at a sample
+    assert s1["safe_gpu_hours"] == 1 * 24  # the 1d tranche sits on the 7d base of 5: 6.5 - 5 >= 1
+    # oracle: 7d floor(2) = 2 GPUs for 168 h; 1d floor(6.5) = 6 in all, so 4 more for 24 h
+    assert s7["oracle_gpu_hours"] == 2 * 168 and s1["oracle_gpu_hours"] == 4 * 24
+    summ = summarize(scored.assign(policy="idlecap"), pd.DataFrame()).set_index("term")
+    assert np.isclose(summ.loc["all", "achievable"], (5 * 168 + 24) / (2 * 168 + 4 * 24))
+    assert np.isclose(summ.loc["all", "safety"], (2 * 168 + 24) / (5 * 168 + 24))
+    assert summ.loc["all", "safety_hourly"] > summ.loc["all", "safety"]

@@ -110,3 +110,34 @@ def test_incremental_refresh_equals_full_rebuild_on_a_synthetic_fleet(con, tmp_p
     dup = con.execute("SELECT count(*) FROM (SELECT pool, ts FROM pool_hourly GROUP BY ALL HAVING count(*) > 1)")
     assert dup.fetchall()[0][0] == 0
     assert con.execute("SELECT min(coverage) FROM pool_hourly").fetchall()[0][0] < 1  # outages show
+
+
+def test_idle_gpus_min_is_the_fewest_idle_at_any_sample(con, tmp_path: Path) -> None:
+    """Two nodes on offset clocks: the pool's idle at each sample time carries each node at its latest
+    sample; the hour's minimum is where both dips overlap, which the hourly mean hides."""
+    ts_a = pd.date_range("2026-01-01 00:00", periods=12, freq="5min", tz="UTC")
+    ts_b = pd.date_range("2026-01-01 00:02", periods=12, freq="5min", tz="UTC")
+    alloc_a = [2] * 12
+    alloc_a[5] = 7                        # 00:25: node a down to 1 idle ...
+    alloc_b = [3] * 12
+    alloc_b[4:6] = [8, 8]                 # 00:22-00:31: ... while node b has 0 idle
+    rows = [pd.DataFrame({"ts": ts, "node_id": n, "pool": "p1", "gpu_model": "H100", "gpus_total": 8,
+                          "gpus_allocated": al, "gpu_util": None})
+            for n, ts, al in (("a", ts_a, alloc_a), ("b", ts_b, alloc_b))]
+    pd.concat(rows, ignore_index=True).to_parquet(tmp_path / "a.parquet")
+    ingest_file(con, tmp_path / "a.parquet", rules=RULES)
+    pool_hourly.refresh(con)
+    h = hourly(con).iloc[0]
+    # brute force over every sample time, each node at its latest sample (first one before it has any)
+    events = sorted(set(ts_a) | set(ts_b))
+
+    def at(ts, alloc, t):
+        before = [i for i, x in enumerate(ts) if x <= t]
+        return 8 - alloc[before[-1] if before else 0]
+
+    truth = min(at(ts_a, alloc_a, t) + at(ts_b, alloc_b, t) for t in events)
+    assert truth == 1 and h["idle_gpus_min"] == truth
+    assert h["idle_gpu_hours"] > 9  # the mean says plenty is idle
+    full = hourly(con)
+    pool_hourly.rebuild(con)
+    pd.testing.assert_frame_equal(hourly(con).drop(columns="refreshed_at"), full.drop(columns="refreshed_at"))
