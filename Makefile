@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-forecast bench-price bench-api install clean
+.PHONY: demo test bench bench-forecast bench-price bench-api bench-refresh install clean
 
 $(STAMP): pyproject.toml constraints.txt build-constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench-price: $(STAMP)
 # The leasing API against a bare Starlette app serving the same bytes (50 clients)
 bench-api: $(STAMP)
 	$(BIN)/python bench/api_serving.py
+
+# pool_hourly refresh with the sample-level minimum vs the means-only refresh (2.9 M samples)
+bench-refresh: $(STAMP)
+	$(BIN)/python bench/pool_hourly_refresh.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
