@@ -35,7 +35,17 @@ def pd_timestamp(t: Any):
 
 
 def _settings(config: Optional[Path]) -> Settings:
-    s = load_settings(config)
+    from pydantic import ValidationError
+
+    try:
+        s = load_settings(config)
+    except (ValidationError, ValueError, FileNotFoundError) as exc:  # a bad setting: say which, no traceback
+        errors = exc.errors() if isinstance(exc, ValidationError) else None
+        lines = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in errors] if errors else [str(exc)]
+        console.print("[red]invalid settings[/red]:", highlight=False)
+        for line in lines:
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2)
     apply_process_env(s)
     return s
 
@@ -235,7 +245,8 @@ def status(config: Optional[Path] = ConfigOpt) -> None:
     else:
         console.print("[dim]no nightly run yet (`idlecap nightly`, or `idlecap schedule` to run it every night)[/dim]")
     if findings is not None and len(findings):
-        print_frame(findings, "pricing per pool (newest pricing pass; `fix` says how to sell what is not sold)", 100)
+        print_frame(findings, f"pricing per pool ({findings.attrs.get('caption', 'before any pricing pass')}; "
+                              "`fix` says how to sell what is not sold)", 100)
     _live_sheet_line(s)
 
 
@@ -251,8 +262,14 @@ def _pricing_findings(con, s: Settings):
         from warehouse.sheets import latest_findings
 
         f = latest_findings(con)
+    caption = None
     if len(f):
         out = f[["pool", "gpu_model", "gpu_class", "cause", "product", "detail", "action"]].copy()
+        caption = f"pricing pass of {pd.Timestamp(f['run_at'].iloc[0]):%Y-%m-%d %H:%M} UTC"
+        last = con.execute("SELECT run_at, status, reason FROM pricing_runs ORDER BY run_at DESC LIMIT 1").fetchall()
+        if last and pd.Timestamp(last[0][0]) > pd.Timestamp(f["run_at"].iloc[0]) + pd.Timedelta(seconds=30):
+            caption += (f"; the newest pricing run, {pd.Timestamp(last[0][0]):%Y-%m-%d %H:%M}, was "
+                        f"{last[0][1]}: {str(last[0][2] or '').splitlines()[0][:80]}")
     else:  # no pricing pass yet: at least the GPU names the catalogue cannot place
         pools = con.execute("SELECT pool, gpu_model FROM pools ORDER BY pool").df()
         if pools.empty:
@@ -269,6 +286,8 @@ def _pricing_findings(con, s: Settings):
     out = out.rename(columns={"gpu_model": "gpu (telemetry)", "gpu_class": "class", "action": "fix"})
     out["product"] = out["product"].map(lambda v: v if isinstance(v, str) else "-")
     out["fix"] = out["fix"].map(lambda v: v if isinstance(v, str) else "-")
+    if caption:
+        out.attrs["caption"] = caption
     return out
 
 

@@ -217,6 +217,8 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
         try:
             df, _ = load_inputs(settings)
         except ValueError as exc:  # an empty warehouse: say why the files gave nothing
+            if "pool_hourly is empty" not in str(exc):
+                raise
             raise RuntimeError(_no_telemetry(failed, files, n.source, exc)) from None
         data_through = df.loc[df["y"].notna(), "ds"].max()
         if pd.isna(data_through):

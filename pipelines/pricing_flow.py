@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from pricing.checks import forecast_problems, stale_pools
+from pricing.checks import nothing_in_force_fails, pool_holds, telemetry_hold
 from features.series import load_pool_series
 from pricing.demand import DemandModel
 from pricing.drawdown import measure
@@ -29,7 +29,7 @@ from pricing.optimizer import Market
 from pricing.overrides import OverrideError, apply_overrides, load_overrides
 from pricing.reference import comparable_references, load_reference_rates
 from pricing.reference_store import reference_age_warnings
-from pricing.sheet import PriceSheet, highest_version, point_latest, public_items, publish
+from pricing.sheet import PriceSheet, highest_version, latest_sheet_path, point_latest, public_items, publish
 from pipelines.retries import IO_RETRY
 from pipelines.settings import Settings
 from pipelines.tracking import ensure_experiment
@@ -64,7 +64,7 @@ def load_pricing_inputs(settings: Settings, valid_from: pd.Timestamp) -> dict[st
     try:
         run = latest_forecast_run(con)
         if run is None:  # the flow holds; raising here would only be retried
-            return {"run": None}
+            return {"run": None, "last": history.latest_sheet(con)}
         hourly = con.execute("SELECT * FROM forecasts WHERE forecast_id = ? AND grain = 'hour'",
                              [run["forecast_id"]]).df()
         f = settings.forecast
@@ -278,41 +278,41 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
     run_id = _mlflow_run(settings, as_of_ts, parent_run_id)
     items = diff = demand = paths = overrides_log = findings = None
     ref_warnings: list[str] = []
+    in_force = True
     last_version = None
     try:
         valid_from = as_of_ts.ceil("h")
         inputs = load_pricing_inputs(settings, valid_from)
+        last_version = int(inputs["last"]["version"]) if inputs["last"] else None
+        in_force = not nothing_in_force_fails(last_version is not None, latest_sheet_path(settings.sheets_dir) is not None)
+        rates = load_reference_rates(reference_rates_path(settings))
+        ref_warnings = reference_age_warnings(rates[rates["provider"].isin(p.providers)], as_of_ts,
+                                              p.references_max_age_days)
+        for w in ref_warnings:
+            logger.warning(w)
         if inputs["run"] is None:
             raise Hold("no forecast in the warehouse: run `idlecap forecast` first")
-        last_version = int(inputs["last"]["version"]) if inputs["last"] else None
         run = inputs["run"]
         data_through = _utc(run["data_through"])
-        age = (as_of_ts - data_through) / pd.Timedelta(hours=1)
-        if age > rules.stale_after_hours:
-            raise Hold(f"stale telemetry: newest data {data_through:%Y-%m-%d %H:%M} is {age:.1f} h older than "
-                       f"as_of {as_of_ts:%Y-%m-%d %H:%M} (limit {rules.stale_after_hours} h)")
-        if age < -1:
-            raise Hold(f"as_of {as_of_ts} is before the forecast's data ({data_through}): nothing to price")
+        why = telemetry_hold(as_of_ts, data_through, rules.stale_after_hours)
+        if why:
+            raise Hold(why)
         fingerprint = inputs_fingerprint(run, valid_from, settings, inputs["bookings"])
         if inputs["last"] is not None and inputs["last"]["inputs_sha256"] == fingerprint and not force:
             result = {"status": "unchanged", "version": last_version, "metrics": {}, "mlflow_run_id": run_id,
-                      "reason": f"sheet v{last_version} was priced from the same inputs (use force to re-price)"}
+                      "reason": f"sheet v{last_version} was priced from the same inputs (use force to re-price)",
+                      "warnings": list(ref_warnings)}
             _record(settings, as_of_ts, "unchanged", last_version, result["reason"], run_id)
             log_pricing(run_id, settings, result, None, None, None, None)
             return {**result, "diff": None, "items": None}
-        rates = load_reference_rates(reference_rates_path(settings))
-        ref_warnings = reference_age_warnings(rates, as_of_ts, p.references_max_age_days)
-        for w in ref_warnings:
-            logger.warning(w)
         market = build_market(inputs, settings, rates)
         caps = market.pools.set_index("pool")["gpus_total"]
-        need = int(rules.spot_days * 24 + rules.block_hours)
-        hold = forecast_problems(inputs["hourly"], caps, valid_from, need)
         seen = inputs["seen"].set_index("pool")["last_observed"].map(_utc, na_action="ignore")
-        hold.update({k: v for k, v in stale_pools(seen.reindex(caps.index), data_through, rules.pool_stale_hours).items()
-                     if k not in hold})
+        hold = pool_holds(inputs["hourly"], caps, valid_from, int(rules.spot_days * 24 + rules.block_hours), seen,
+                          data_through, rules.pool_stale_hours)
         if len(hold) == len(caps):
-            raise Hold(f"every pool failed its checks: {sorted(set(hold.values()))}")
+            raise Hold(f"every pool failed its checks: {sorted(set(hold.values()))}",
+                       [f"{pool}: held: {why}" for pool, why in sorted(hold.items())][:20])
         demand = fit_demand(inputs, settings)
         drawdowns = measure(inputs["series"], rules.reserved_terms_days)
         try:
@@ -368,7 +368,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
                   "paths": [str(x) for x in paths] if paths else None, "warnings": list(ref_warnings)}
     except Hold as exc:
         lines = list(exc.args[1]) if len(exc.args) > 1 else []
-        if last_version is None:  # nothing in force and nothing to sell: the night failed, say why per cause
+        if not in_force:  # nothing in force and nothing to sell: the night failed, say why per cause
             failure = NothingToSell(f"nothing to sell, so no sheet was published: {exc.args[0]}", lines)
             _record(settings, as_of_ts, "failed", None, str(failure), run_id)
             log_pricing(run_id, settings, {"status": "failed", "reason": str(failure)}, items, None, demand, None,

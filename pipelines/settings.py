@@ -205,12 +205,19 @@ class PricingSettings(BaseModel):
             pool_stale_hours=self.pool_stale_hours, usd_per_kwh=self.usd_per_kwh, pue=self.pue,
         )
 
+    @model_validator(mode="after")
+    def _gpu_names_valid(self) -> "PricingSettings":
+        """Aliases and cost keys must name catalogue classes: a bad one fails at load, not mid-night."""
+        self.catalog()
+        return self
+
     def catalog(self):
-        """The GPU catalogue with this operator's aliases checked against it."""
+        """The GPU catalogue, with this operator's aliases and cost keys checked against it."""
         from pricing.catalog import GpuCatalog
 
         cat = GpuCatalog.load(self.gpu_catalog, self.gpu_alias_file)
-        cat.check_aliases(self.gpu_aliases)
+        self.gpu_aliases = cat.check_aliases(self.gpu_aliases)  # canonical class names
+        cat.check_cost_keys(self.costs, self.gpu_aliases)
         return cat
 
     def cost_overrides(self) -> dict[str, dict[str, float]]:

@@ -10,8 +10,9 @@ reserved offers are then checked against what really happened:
   the window's minimum idle minus the tranches under it;
 - yield: offered GPU-hours / GPU-hours that were really idle in those windows;
 - achievable: offered GPU-hours / what perfect hindsight could have promised safely (the floor of
-  each window's real sample-level minimum, nested over the terms), and `safe_achievable` the safe
-  part of it: a rule that is safe because it sells nothing scores near 0 here;
+  each window's real sample-level minimum, nested over the terms; per term, the whole promise
+  standing in its windows against their floors), and `safe_achievable` the safe part of it: a
+  rule that is safe because it sells nothing scores near 0 here;
 - simulated revenue under the demand curve: sold = min(demand(price), offered), refunded and
   penalised (reclaim_penalty_multiple x price) for every GPU-hour training took back.
 
@@ -89,14 +90,26 @@ def _windows(items: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
 
 
 def oracle_gpu_hours(off: pd.DataFrame) -> pd.Series:
-    """What perfect hindsight could have promised safely, per offer row: the floor of each window's
-    real sample-level minimum, nested over the terms that start together (longest at the bottom)."""
+    """What perfect hindsight could have promised safely, per offer row (one policy, scored windows
+    only): the floor of each window's real sample-level minimum, nested over the terms that start
+    together (longest at the bottom), as the tranche GPU-hours of that term."""
     o = off.sort_values(["origin", "pool", "term_days"], ascending=[True, True, False])
     best = np.floor(np.clip(o["real_min"].fillna(0.0), 0, None))
     # windows start together, so a shorter one lies inside every longer one and can promise at least as much
     nested = best.groupby([o["origin"], o["pool"]]).cummax()
     below = nested.groupby([o["origin"], o["pool"]]).shift(1).fillna(0.0)
     return ((nested - below).clip(lower=0) * o["hours"]).reindex(off.index)
+
+
+def window_measures(off: pd.DataFrame) -> pd.DataFrame:
+    """Per row, the whole promise standing in its window (its tranche plus the longer terms' under
+    it), the safe part of that promise, and what hindsight could promise there: per-term
+    achievable compares these, so a term is not judged on the tranche split."""
+    total = (off["base"] + off["gpus_offered"]).to_numpy(float)
+    best = np.floor(np.clip(off["real_min"].fillna(0.0).to_numpy(float), 0, None))
+    H = off["hours"].to_numpy(float)
+    return pd.DataFrame({"window_offered_gpu_hours": total * H, "window_safe_gpu_hours": np.minimum(total, best) * H,
+                         "window_oracle_gpu_hours": best * H}, index=off.index)
 
 
 def _score(off: pd.DataFrame, actual: pd.DataFrame, rules: PricingRules, demand: DemandModel) -> pd.DataFrame:
@@ -182,7 +195,6 @@ def pricing_backtest(
         for name, pol in (("idlecap", res), ("naive", naive)):
             pol = pol.assign(gpus_offered=np.where(pol["offered"], pol["gpus_offered"], 0))
             scored = _score(pol, df, rules, demand).assign(policy=name)
-            scored["oracle_gpu_hours"] = oracle_gpu_hours(scored)
             skipped += int((scored["observed"] < MIN_OBSERVED).sum()) if name == "idlecap" else 0
             offers.append(scored)
         sp = items[(items["product"] == "spot") & items["offered"]].copy()
@@ -191,7 +203,8 @@ def pricing_backtest(
         if on_window is not None:
             on_window(i + 1, len(origins))
     off = pd.concat(offers, ignore_index=True)
-    off = off[off["observed"] >= MIN_OBSERVED]
+    off = off[off["observed"] >= MIN_OBSERVED].copy()  # the oracle nests only the windows that are scored
+    off["oracle_gpu_hours"] = pd.concat([oracle_gpu_hours(g) for _, g in off.groupby("policy")]).reindex(off.index)
     spot = pd.concat(spots, ignore_index=True) if spots else pd.DataFrame()
     return PricingBacktestReport(off, spot, summarize(off, spot), list(origins), skipped)
 
@@ -231,15 +244,22 @@ def summarize(off: pd.DataFrame, spot: pd.DataFrame) -> pd.DataFrame:
         if term == "all":  # the union of windows: at each origin and pool, its longest window
             w = g.sort_values("term_days").drop_duplicates(["origin", "pool"], keep="last")
             idle = w["real_idle_gpu_hours"].sum()
-        oracle = g["oracle_gpu_hours"].sum() if "oracle_gpu_hours" in g else np.nan
+        if term == "all":  # tranches against the nested oracle
+            oracle = g["oracle_gpu_hours"].sum() if "oracle_gpu_hours" in g else np.nan
+            shown, safe = offered, g["safe_gpu_hours"].sum()
+        else:  # the whole promise standing in each window of this term against the window's hindsight floor
+            w = window_measures(g) if "base" in g else None
+            oracle = w["window_oracle_gpu_hours"].sum() if w is not None else np.nan
+            shown = w["window_offered_gpu_hours"].sum() if w is not None else np.nan
+            safe = w["window_safe_gpu_hours"].sum() if w is not None else np.nan
         rows.append({
             "policy": policy, "term": term if term == "all" else f"{term}d", "offers": int((g["gpus_offered"] > 0).sum()),
             "offered_gpu_hours": offered, "safety": g["safe_gpu_hours"].sum() / offered if offered else np.nan,
             "safety_hourly": g["safe_gpu_hours_hourly"].sum() / offered if offered and "safe_gpu_hours_hourly" in g
             else np.nan,
             "yield": offered / idle if idle else np.nan, "oracle_gpu_hours": oracle,
-            "achievable": offered / oracle if oracle else np.nan,
-            "safe_achievable": g["safe_gpu_hours"].sum() / oracle if oracle else np.nan,
+            "achievable": shown / oracle if oracle else np.nan,
+            "safe_achievable": safe / oracle if oracle else np.nan,
             "revenue_gross": g["revenue_gross"].sum(), "penalties": g["penalties"].sum(),
             "revenue_net": g["revenue_net"].sum(),
         })

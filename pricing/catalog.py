@@ -78,15 +78,36 @@ class GpuCatalog:
         classes = load_classes(catalog)
         return cls(classes, load_aliases(aliases, classes))
 
+    def class_named(self, name: str) -> str | None:
+        """The class a spelling names: a class or any alias of one, compared after normalisation."""
+        return name if name in self.classes.index else self._by_key.get(normalize(name))
+
     def check_aliases(self, configured: Mapping[str, str]) -> dict[str, str]:
-        """Operator aliases (`[pricing.gpu_aliases]`, name -> class): every target must be a class."""
-        bad = {n: c for n, c in configured.items() if c not in self.classes.index}
+        """Operator aliases (`[pricing.gpu_aliases]`, name -> class), targets made canonical
+        (`a100-80gb` -> `A100-80GB`); a target that names no class is an error listing the classes."""
+        out, bad = {}, {}
+        for n, c in configured.items():
+            cls = self.class_named(c)
+            if cls is None:
+                bad[n] = c
+            out[n] = cls
         if bad:
             raise CatalogError(
                 "pricing.gpu_aliases: unknown GPU class(es) "
                 + ", ".join(f"{n!r} -> {c!r}" for n, c in bad.items())
                 + f"; classes: {', '.join(self.classes.index)}")
-        return dict(configured)
+        return out
+
+    def check_cost_keys(self, keys: Iterable[str], configured: Mapping[str, str]) -> None:
+        """`[pricing.costs.<key>]`: a key must name a class, a catalogue alias or a name mapped in
+        [pricing.gpu_aliases]; a misspelt key would silently keep the catalogue's (lower) cost."""
+        mapped = {normalize(k) for k in configured}
+        bad = [k for k in keys if self.class_named(k) is None and normalize(k) not in mapped]
+        if bad:
+            hint = " ('default' is gone: costs come per class from the GPU catalogue)" if "default" in bad else ""
+            raise CatalogError(
+                f"pricing.costs: {', '.join(repr(k) for k in bad)} names no GPU class, catalogue alias or "
+                f"[pricing.gpu_aliases] name{hint}; classes: {', '.join(self.classes.index)}")
 
     def resolve_one(self, name: str, configured: Mapping[str, str] | None = None) -> Resolution:
         configured = configured or {}

@@ -2,7 +2,9 @@
 
 floor = power_kw x PUE x USD/kWh + amortization + overhead, per GPU-hour (DESIGN: never sell
 below marginal cost). An override (`[pricing.costs.<name>]`) may name the telemetry GPU name or
-its catalogue class; the telemetry name wins, and fields it leaves unset keep the catalogue's.
+its catalogue class (compared after normalisation: a key spelling the class name covers every
+pool of the class, any other key the pools whose GPU name it spells); the telemetry name wins,
+and fields it leaves unset keep the catalogue's.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from pricing.catalog import GpuCatalog
+from pricing.catalog import GpuCatalog, normalize
 
 COST_FIELDS = ("power_kw", "amortization_usd_per_gpu_hour", "overhead_usd_per_gpu_hour")
 COST_COLUMNS = ["gpu_model", *COST_FIELDS, "floor", "cost_source"]
@@ -25,8 +27,12 @@ def cost_table(resolved: pd.DataFrame, catalog: GpuCatalog, overrides: Mapping[s
         cls = r.gpu_class if isinstance(r.gpu_class, str) else None
         base = catalog.cost(cls) if cls is not None else {}
         source = f"catalogue:{cls}" if cls is not None else "none"
-        for key in (cls, r.gpu_model):  # the class first, then the more specific telemetry name
-            if key is not None and key in overrides and overrides[key]:
+        # a key spelling the class name covers the class; any other key one telemetry name (spelling-insensitive)
+        by_class = [k for k in overrides if cls is not None and normalize(k) == normalize(cls)
+                    and normalize(k) != normalize(r.gpu_model)]
+        by_name = [k for k in overrides if normalize(k) == normalize(r.gpu_model)]
+        for key in by_class + by_name:
+            if overrides[key]:
                 base = {**base, **overrides[key]}
                 source = f"settings:{key}"
         if all(f in base for f in COST_FIELDS):

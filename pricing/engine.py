@@ -99,6 +99,10 @@ def price_fleet(
         res["interruption_risk"] = 0.0  # reserved capacity is promised; reclaim risk is priced in the quantity
         frames = [spot, res]
     kept = held_items(last, hold, valid_from)
+    if len(kept) and market.resolved is not None:  # items of a sheet from before the catalogue have no class
+        cls = market.resolved.set_index("gpu_model")["gpu_class"]
+        kept["gpu_class"] = kept["gpu_class"].where(kept["gpu_class"].notna(), kept["gpu_model"].map(cls)) \
+            if "gpu_class" in kept else kept["gpu_model"].map(cls)
     # a held pool with nothing left to keep (no last sheet, or all its items have started) says so
     withdrawn_holds = [p for p in hold if not len(kept) or p not in set(kept["pool"])]
     if withdrawn_holds:

@@ -47,7 +47,7 @@ def pool_findings(items: pd.DataFrame, market: Market, min_undercut: float, usd_
             sug = resolved.loc[model, "suggestion"] if resolved is not None and model in resolved.index else None
             rows.append({**base, "cause": "unknown_gpu",
                          "detail": f"GPU name {model!r} is not in the GPU catalogue"
-                                   + (f" (closest class: {sug})" if isinstance(sug, str) else ""),
+                                   + (f" (closest known spelling is a {sug}: check before mapping)" if isinstance(sug, str) else ""),
                          "action": f'map it in idlecap.toml: [pricing.gpu_aliases] "{model}" = "<class>" '
                                    f"(classes: `idlecap gpus`), or add the spelling to {alias_file}"})
             continue

@@ -52,7 +52,7 @@ def test_every_catalogue_row_carries_its_source_date_and_a_usable_reference(cat:
     ("NVIDIA B200", "B200"), ("AMD Instinct MI300X", "MI300X"),
     # Kubernetes GPU feature discovery labels, scheduler and trace spellings
     ("NVIDIA-H100-80GB-HBM3", "H100"), ("Tesla-V100-SXM2-32GB", "V100-32GB"), ("nvidia-a100-sxm4-80gb", "A100-80GB"),
-    ("a100_80g", "A100-80GB"), ("a100", "A100-40GB"), ("h100", "H100"), ("v100s", "V100-32GB"),
+    ("a100_80g", "A100-80GB"), ("a100", "A100"), ("h100", "H100"), ("v100s", "V100-32GB"),
     ("A100-SXM4-80GB", "A100-80GB"), ("A800-SXM4-80GB", "A800-80GB"), ("H800", "H800"), ("A10", "A10"),
     ("V100", "V100"),
 ])

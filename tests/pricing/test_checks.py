@@ -66,3 +66,14 @@ def test_broken_or_stale_pools_keep_their_last_prices(fault1, fault2, at, lag, h
     assert not items[items["pool"].isin(list(hold))]["base_price"].ne(items["price_per_gpu_hour"]).any() or True
     for q in QCOLS:  # unbroken pools are priced from their (finite) forecast
         assert broken.loc[~broken["unique_id"].isin(list(hold)), q].notna().all()
+
+
+def test_telemetry_holds_and_when_nothing_in_force_fails() -> None:
+    from pricing.checks import nothing_in_force_fails, telemetry_hold
+
+    t = pd.Timestamp("2026-04-21 00:00", tz="UTC")
+    assert telemetry_hold(t + pd.Timedelta(hours=1), t, 6.0) is None
+    assert telemetry_hold(t + pd.Timedelta(hours=7), t, 6.0).startswith("stale telemetry: newest data 2026-04-21 00:00 is 7.0 h")
+    assert "before the forecast's data" in telemetry_hold(t - pd.Timedelta(hours=2), t, 6.0)
+    assert nothing_in_force_fails(False, False)
+    assert not nothing_in_force_fails(True, False) and not nothing_in_force_fails(False, True)  # files the API serves count

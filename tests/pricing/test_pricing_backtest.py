@@ -102,4 +102,22 @@ def test_safety_is_judged_at_sample_level_and_the_oracle_nests_terms() -> None:
     summ = summarize(scored.assign(policy="idlecap"), pd.DataFrame()).set_index("term")
     assert np.isclose(summ.loc["all", "achievable"], (5 * 168 + 24) / (2 * 168 + 4 * 24))
     assert np.isclose(summ.loc["all", "safety"], (2 * 168 + 24) / (5 * 168 + 24))
+    assert np.isclose(summ.loc["all", "safe_achievable"], (2 * 168 + 24) / (2 * 168 + 4 * 24))
     assert summ.loc["all", "safety_hourly"] > summ.loc["all", "safety"]
+    # per term: the whole promise standing in the window (1d: 5 under it + 1) against its floor (6)
+    assert np.isclose(summ.loc["1d", "achievable"], 6 / 6) and np.isclose(summ.loc["1d", "safe_achievable"], 6 / 6)
+    assert np.isclose(summ.loc["7d", "achievable"], 5 / 2) and np.isclose(summ.loc["7d", "safe_achievable"], 2 / 2)
+    assert (summ[["safe_achievable"]] <= 1 + 1e-9).all().all()
+
+
+def test_the_oracle_ignores_windows_that_are_not_scored(monkeypatch) -> None:
+    """A 7-day window mostly blacked out is skipped; the 1-day window inside it is judged against
+    its own floor, not against a nesting with the skipped one."""
+    from pricing.backtest import MIN_OBSERVED, oracle_gpu_hours
+
+    t0 = pd.Timestamp("2026-01-10", tz="UTC")
+    rows = pd.DataFrame([dict(origin=t0, pool="p", term_days=7, hours=168, real_min=1.0, observed=0.29),
+                         dict(origin=t0, pool="p", term_days=1, hours=24, real_min=5.0, observed=1.0)])
+    kept = rows[rows["observed"] >= MIN_OBSERVED]
+    assert oracle_gpu_hours(kept).tolist() == [5 * 24]
+    assert oracle_gpu_hours(rows).tolist() == [1 * 168, 4 * 24]  # nesting both would cut the 1d window to 4

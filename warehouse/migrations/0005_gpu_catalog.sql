@@ -7,7 +7,7 @@ ALTER TABLE price_sheet_items ADD COLUMN reference_list_price DOUBLE;   -- that 
 ALTER TABLE price_sheet_items ADD COLUMN performance_factor DOUBLE;     -- reference_price = list price x factor
 
 CREATE TABLE pricing_findings (
-    run_at          TIMESTAMPTZ NOT NULL,      -- the pricing run (pricing_runs.run_at of the same pass)
+    run_at          TIMESTAMPTZ NOT NULL,      -- when the pricing pass stored them (join runs on mlflow_run_id)
     mlflow_run_id   VARCHAR,
     pool            VARCHAR NOT NULL,
     gpu_model       VARCHAR,                   -- as telemetry names it
