@@ -6,16 +6,30 @@ import io
 import pandas as pd
 
 
+def reference_label(r: pd.Series) -> str:
+    """`aws p3.2xlarge 0.316`, or with a performance factor `azure ND96ams 1.331 x 0.95 = 1.265`."""
+    f = r.get("performance_factor", 1.0)
+    f = 1.0 if f is None or pd.isna(f) else float(f)
+    listed = r.get("reference_list_price", r["reference_price"])
+    head = f"{r['reference_provider']} {r['reference_sku']}"
+    if abs(f - 1) < 1e-9:
+        return f"{head} {r['reference_price']:.3f}"
+    return f"{head} {listed:.3f} x {f:g} = {r['reference_price']:.3f}"
+
+
 def price_vs_reference(items: pd.DataFrame, gpu_model: str) -> bytes:
     """Spot prices per pool over the blocks, reserved prices per term, references, ceilings and floor."""
     from matplotlib.figure import Figure  # not pyplot: no global state, safe from worker threads
 
     it = items[(items["gpu_model"] == gpu_model) & items["offered"].astype(bool)]
-    fig = Figure(figsize=(10, 4.5), dpi=100)
+    fig = Figure(figsize=(12.5, 4.5), dpi=100)
     ax = fig.subplots()
     spot = it[it["product"] == "spot"]
+    few = spot["pool"].nunique() <= 8
     for pool, g in spot.groupby("pool"):
-        ax.step(g["start"], g["price_per_gpu_hour"], where="post", lw=0.8, alpha=0.6)
+        g = g.sort_values("start")
+        ax.step(g["start"], g["price_per_gpu_hour"], where="post", lw=1.6, alpha=0.85, zorder=3,
+                label=f"spot {pool}" if few else None)
     res = it[it["product"] != "spot"]
     markers = {"reserved_1d": "o", "reserved_7d": "s", "reserved_30d": "D"}
     for prod, g in res.groupby("product"):
@@ -24,15 +38,16 @@ def price_vs_reference(items: pd.DataFrame, gpu_model: str) -> bytes:
         sub = spot if prod_cls == "spot" else res
         if len(sub):
             r = sub.iloc[0]
-            ax.axhline(r["reference_price"], color=color, ls="--", lw=1,
-                       label=f"{prod_cls} reference {r['reference_provider']} {r['reference_sku']} {r['reference_price']:.3f}")
-            ax.axhline(sub["ceiling"].max(), color=color, ls=":", lw=1, label=f"{prod_cls} ceiling")
+            ax.axhline(r["reference_price"], color=color, ls="--", lw=1, zorder=1,
+                       label=f"{prod_cls} reference {reference_label(r)}")
+            ax.axhline(sub["ceiling"].max(), color=color, ls=":", lw=1, zorder=1,
+                       label=f"{prod_cls} ceiling {sub['ceiling'].max():.3f}")
     if len(it):
         ax.axhline(it["floor"].max(), color="black", lw=1, label=f"floor {it['floor'].max():.3f}")
     ax.set_title(f"{gpu_model}: idlecap prices vs the cheapest comparable reference (USD / GPU-hour)")
     ax.set_ylabel("USD per GPU-hour")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot: lines stay visible
     fig.autofmt_xdate()
     buf = io.BytesIO()
     fig.tight_layout()

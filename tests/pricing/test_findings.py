@@ -112,3 +112,13 @@ def test_many_pools_are_explained_in_one_line_per_cause(priced) -> None:
     assert unknown.startswith("5 pools (anon-0, anon-1, anon-2, anon-3, anon-4) GPU names are not in the GPU catalogue: "
                               "'GPU-series-1'") and '[pricing.gpu_aliases] "<name>" = "<class>"' in unknown
     assert any(x.startswith("5 pools (h800-0") and "spot ceiling" in x for x in lines)
+
+
+def test_the_price_chart_names_the_reference_and_its_factor(priced) -> None:
+    from pricing.plots import price_vs_reference, reference_label
+
+    _, items, _ = priced
+    a800 = items[(items["pool"] == "a800") & (items["product"] == "spot")].iloc[0]
+    assert reference_label(a800) == "aws a100-80gb.spot 1.400 x 0.95 = 1.330"
+    png = price_vs_reference(items, "A800-SXM4-80GB")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
