@@ -697,6 +697,19 @@ def price_backtest(
     if sample < 1:
         console.print(f"[yellow]{1 - sample:.0%} of the windows have no sample-level minimum[/yellow] (hours refreshed "
                       "before the warehouse kept it): scored on hourly means there; `idlecap refresh --rebuild` fixes it")
+    cal = out.get("calibration")
+    if cal is not None:
+        print_frame(cal.summary, f"spot interruption risk on the later {len(cal.later_origins)} origins (the map was fit "
+                                 f"on the earlier {len(cal.early_origins)}; reclaimed = idle below what was leased at a sample)")
+        print_frame(cal.bands, "reliability by predicted band (later origins)")
+        if cal.adopted:
+            console.print(f"adopted and stored: the curve refitted on all {cal.calibrator.n_blocks_:,} blocks; the next "
+                          "pricing pass publishes calibrated interruption_risk")
+        elif not cal.calibrator.calibrated_:
+            console.print(f"[yellow]only {cal.calibrator.n_blocks_} spot blocks: no calibration fitted[/yellow]")
+        else:
+            console.print("[yellow]not adopted[/yellow]: on the later origins the calibrated risk did not beat the raw "
+                          "score (Brier and mean gap); pricing keeps publishing the raw score")
     console.print(f"MLflow run {out['mlflow_run_id']}; windows skipped for missing telemetry: {rep.skipped_windows}")
 
 

@@ -76,10 +76,11 @@ def load_pricing_inputs(settings: Settings, valid_from: pd.Timestamp) -> dict[st
         booked = history.active_bookings(con, valid_from.to_pydatetime())
         obs = history.booking_observations(con)
         series = load_pool_series(con, min_coverage=f.min_coverage, mask_flags=tuple(f.mask_flags))
+        calibration = history.latest_spot_calibration(con)
     finally:
         con.close()
     return {"run": run, "hourly": hourly, "seen": seen, "last": last, "last_items": last_items, "bookings": obs,
-            "series": series, "anchor": anchor, "booked": booked}
+            "series": series, "anchor": anchor, "booked": booked, "calibration": calibration}
 
 
 def reference_rates_path(settings: Settings) -> Path:
@@ -128,12 +129,30 @@ def fit_demand(inputs: dict[str, Any], settings: Settings) -> DemandModel:
     return settings.pricing.demand_model().fit(inputs["bookings"])
 
 
-def inputs_fingerprint(run: dict[str, Any], valid_from: pd.Timestamp, settings: Settings, bookings: pd.DataFrame) -> str:
+def calibrate_spot_risk(items: pd.DataFrame, calibration: dict[str, Any] | None) -> pd.DataFrame:
+    """Spot items' published risk through the newest backtest calibration (the raw score kept)."""
+    from pricing.risk_calibration import SpotRiskCalibrator
+
+    items = items.copy()
+    held = items["guardrails"].map(lambda g: isinstance(g, (list, tuple)) and any(
+        str(x).startswith("hold_last:") for x in g))  # kept from the last sheet: calibrated already
+    spot = (items["product"] == "spot") & ~held
+    items["interruption_risk_raw"] = items["interruption_risk"].where(spot)
+    if calibration is not None and spot.any():
+        cal = SpotRiskCalibrator.from_curve(calibration["x"], calibration["y"], calibration["n_blocks"])
+        items.loc[spot, "interruption_risk"] = cal.predict(items.loc[spot, "interruption_risk"].to_numpy(float))
+    return items
+
+
+def inputs_fingerprint(run: dict[str, Any], valid_from: pd.Timestamp, settings: Settings, bookings: pd.DataFrame,
+                       calibration: dict[str, Any] | None = None) -> str:
     """Same forecast, hour, reference file, pricing settings and bookings -> same fingerprint."""
     import hashlib
 
     h = hashlib.sha256()
     h.update(f"{run['forecast_id']}|{valid_from.isoformat()}|".encode())
+    if calibration is not None:  # a new spot-risk curve changes what the sheet says
+        h.update(f"risk:{calibration['fitted_at']}|".encode())
     h.update(reference_rates_path(settings).read_bytes())
     for f in (settings.pricing.gpu_catalog, settings.pricing.gpu_alias_file):
         h.update(Path(f).read_bytes())
@@ -297,7 +316,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         why = telemetry_hold(as_of_ts, data_through, rules.stale_after_hours)
         if why:
             raise Hold(why)
-        fingerprint = inputs_fingerprint(run, valid_from, settings, inputs["bookings"])
+        fingerprint = inputs_fingerprint(run, valid_from, settings, inputs["bookings"], inputs.get("calibration"))
         if inputs["last"] is not None and inputs["last"]["inputs_sha256"] == fingerprint and not force:
             result = {"status": "unchanged", "version": last_version, "metrics": {}, "mlflow_run_id": run_id,
                       "reason": f"sheet v{last_version} was priced from the same inputs (use force to re-price)",
@@ -323,6 +342,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
                             anchor=inputs["anchor"], booked=inputs["booked"])
         if overrides:
             items, overrides_log = apply_overrides(items, overrides, inputs["last_items"], valid_from)
+        items = calibrate_spot_risk(items, inputs.get("calibration"))
         findings = pool_findings(items, market, rules.min_undercut, rules.usd_per_kwh, rules.pue, str(p.gpu_alias_file))
         _store_findings(settings, run_id, findings)
         offered = items[items["offered"].astype(bool)]
@@ -405,6 +425,7 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
     from pipelines.forecast_flow import _lgbm_kwargs, load_inputs
     from pipelines.progress import report as progress
     from pricing.backtest import pricing_backtest
+    from pricing.risk_calibration import calibrate_on_early, reliability_chart
 
     settings = settings or Settings()
     p = settings.pricing
@@ -435,12 +456,34 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
             v = r.get(k)
             if v is not None and pd.notna(v):
                 c.log_metric(run_id, f"{r['policy']}.{r['term']}.{k}", float(v))
+    cal = calibrate_on_early(rep.spot) if len(rep.spot) and rep.spot["origin"].nunique() >= 2 else None
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         rep.summary.to_csv(t / "summary.csv", index=False)
         rep.offers.to_parquet(t / "offers.parquet", index=False)
         if len(rep.spot):
             rep.spot.to_parquet(t / "spot_blocks.parquet", index=False)
+        if cal is not None:
+            cal.summary.to_csv(t / "spot_risk_calibration.csv", index=False)
+            cal.bands.to_csv(t / "spot_risk_reliability.csv", index=False)
+            cal.calibrator.to_frame().to_csv(t / "spot_risk_curve.csv", index=False)
+            (t / "spot_risk_reliability.png").write_bytes(reliability_chart(
+                cal.bands, f"spot risk on the later {len(cal.later_origins)} origins (fit on the earlier "
+                           f"{len(cal.early_origins)})"))
         c.log_artifacts(run_id, str(t), "pricing_backtest")
+    if cal is not None:
+        for r in cal.summary.to_dict("records"):
+            key = {"raw": "raw", "calibrated": "calibrated"}.get(r["risk"], "constant")
+            c.log_metric(run_id, f"spot_risk.{key}.brier", float(r["brier"]))
+            c.log_metric(run_id, f"spot_risk.{key}.mean_predicted", float(r["mean_predicted"]))
+        c.set_tag(run_id, "spot_risk.calibration", "adopted" if cal.adopted else "not adopted")
+        if cal.adopted:  # otherwise nothing stored: pricing keeps the raw score
+            con = connect(settings.duckdb_path)
+            try:
+                briers = dict(zip(cal.summary["risk"], cal.summary["brier"]))
+                history.record_spot_calibration(con, run_id, cal.calibrator.x_, cal.calibrator.y_,
+                                                cal.calibrator.n_blocks_, cal.early_origins, cal.later_origins, briers)
+            finally:
+                con.close()
     c.set_terminated(run_id, "FINISHED")
-    return {"report": rep, "mlflow_run_id": run_id}
+    return {"report": rep, "mlflow_run_id": run_id, "calibration": cal}

@@ -199,7 +199,7 @@ def pricing_backtest(
             offers.append(scored)
         sp = items[(items["product"] == "spot") & items["offered"]].copy()
         if len(sp):
-            spots.append(_score_spot(sp, res, df, demand))
+            spots.append(_score_spot(sp, res, df, demand).assign(origin=origin))
         if on_window is not None:
             on_window(i + 1, len(origins))
     off = pd.concat(offers, ignore_index=True)

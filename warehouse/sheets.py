@@ -123,3 +123,21 @@ def latest_findings(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         f"""SELECT run_at, {', '.join(FINDING_COLUMNS)} FROM pricing_findings
             WHERE run_at = (SELECT max(run_at) FROM pricing_findings) ORDER BY pool, cause, product"""
     ).df()
+
+
+def record_spot_calibration(con: duckdb.DuckDBPyConnection, mlflow_run_id: str | None, x, y, n_blocks: int,
+                            early: list, later: list, briers: dict[str, float]) -> None:
+    """Store a spot-risk calibration curve (pricing.risk_calibration); the newest one is applied."""
+    con.execute("INSERT INTO spot_risk_calibration VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [datetime.now(timezone.utc), mlflow_run_id, int(n_blocks), [float(v) for v in x], [float(v) for v in y],
+                 ",".join(str(o) for o in early), ",".join(str(o) for o in later),
+                 briers.get("raw"), briers.get("calibrated"), briers.get("constant (early rate)")])
+
+
+def latest_spot_calibration(con: duckdb.DuckDBPyConnection) -> dict | None:
+    rows = con.execute("SELECT fitted_at, n_blocks, x, y FROM spot_risk_calibration ORDER BY fitted_at DESC LIMIT 1"
+                       ).fetchall()
+    if not rows:
+        return None
+    fitted_at, n, x, y = rows[0]
+    return {"fitted_at": fitted_at, "n_blocks": int(n), "x": list(x), "y": list(y)}
