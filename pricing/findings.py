@@ -99,8 +99,13 @@ def _no_capacity(k: pd.DataFrame, klass: str, cap: float) -> tuple[str, str]:
     if klass == "spot":
         idle = pd.to_numeric(k.get("expected_idle_gpus", pd.Series(dtype=float)), errors="coerce")
         mean = f"{np.nanmean(idle):.1f}" if np.isfinite(idle).any() else "?"
-        return (f"spot: no idle GPUs to sell (forecast idle {mean} of {cap:,.0f} on average over the spot days)",
-                "nothing to configure: training keeps this pool busy")
+        busy = np.isfinite(idle).any() and np.nanmean(idle) < 0.5
+        if busy:
+            return (f"spot: no idle GPUs to sell (forecast idle {mean} of {cap:,.0f} on average over the spot days)",
+                    "nothing to configure: training keeps this pool busy")
+        return (f"spot: no block is idle enough at its offer quantile (forecast idle {mean} of {cap:,.0f} on average, "
+                "but the low quantile of every block's minimum is 0)",
+                "nothing to configure, unless more interruption risk is acceptable ([pricing] spot_offer_quantile)")
     wmq = pd.to_numeric(k.get("window_min_quantile", pd.Series(dtype=float)), errors="coerce")
     lvl = pd.to_numeric(k.get("newsvendor_level", pd.Series(dtype=float)), errors="coerce")
     best = f"{np.nanmax(wmq):.0f}" if np.isfinite(wmq).any() else "?"
@@ -145,7 +150,9 @@ _GROUP_LABELS = {
     ("no_reference", "reserved"): ("have no AWS/Azure on-demand or reserved price to compare with", None),
     ("not_competitive", "spot"): ("cost more than the spot ceiling (floor above 90% of the reference)", None),
     ("not_competitive", "reserved"): ("cost more than the reserved ceiling", None),
-    ("no_capacity", "spot"): ("have no idle GPUs to sell in the spot days", None),
+    ("no_capacity", "spot"): ("have no spot block idle enough to sell at the offer quantile",
+                              "nothing to configure, unless more interruption risk is acceptable "
+                              "([pricing] spot_offer_quantile)"),
     ("no_capacity", "reserved"): ("have no GPU safe to promise for a whole reserved term", None),
 }
 
