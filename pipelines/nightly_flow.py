@@ -127,7 +127,7 @@ def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> st
         f"- ingest: {night.get('files_ingested', 0)} file(s), {night.get('rows_loaded', 0):,} rows loaded",
         f"- training: {'yes' if night.get('trained') else 'no'} ({night.get('train_reason')})",
         f"- forecast: {night.get('forecast_id')}",
-        f"- live sheet: v{night.get('sheet_version')}",
+        f"- live sheet: " + (f"v{night['sheet_version']}" if night.get("sheet_version") is not None else "none yet"),
     ]
     if result:
         m = result.get("metrics") or {}
