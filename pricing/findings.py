@@ -38,8 +38,10 @@ def pool_findings(items: pd.DataFrame, market: Market, min_undercut: float, usd_
         items["offered"] = items["offered"].fillna(False).astype(bool)
         items["klass"] = items["product"].fillna("").map(_cls)
     rows: list[dict] = []
+    by_pool = dict(tuple(items.groupby("pool", sort=False))) if len(items) else {}  # one pass, not one per pool
+    empty = items.iloc[0:0]
     for pool, p in pools.iterrows():
-        g = items[items["pool"] == pool] if len(items) else items
+        g = by_pool.get(pool, empty)
         model, gcls = p["gpu_model"], p.get("gpu_class")
         gcls = gcls if isinstance(gcls, str) else None
         base = {"pool": pool, "gpu_model": model, "gpu_class": gcls, "product": None}
