@@ -682,7 +682,7 @@ def price_backtest(
     upd = {k: v for k, v in (("backtest_windows", windows), ("backtest_model", model)) if v is not None}
     if upd:
         s = s.model_copy(update={"pricing": s.pricing.model_copy(update=upd)})
-    from pipelines.pricing_flow import backtest_pricing
+    from pipelines.pricing_flow import SAFETY_BAR, backtest_pricing
 
     out = _run_with_progress("pricing backtest", backtest_pricing, settings=s)
     rep = out["report"]
@@ -697,6 +697,24 @@ def price_backtest(
     if sample < 1:
         console.print(f"[yellow]{1 - sample:.0%} of the windows have no sample-level minimum[/yellow] (hours refreshed "
                       "before the warehouse kept it): scored on hourly means there; `idlecap refresh --rebuild` fixes it")
+    size = out.get("by_pool_size")
+    if size is not None and len(size):
+        print_frame(size, "reserved by pool size (GPUs)")
+    curve = out.get("curve")
+    if curve is not None and len(curve):
+        print_frame(curve, "reserved sizing by per-lease break target (risk model refit at every origin; "
+                           "early origins choose, later origins score)")
+        chosen = out.get("chosen_target")
+        in_force = s.pricing.reserved_break_target
+        if chosen is None:
+            console.print(f"[yellow]no break target meets safety {SAFETY_BAR:g} on the early origins[/yellow]; "
+                          f"in force: {in_force:g}")
+        else:
+            later = curve[(curve["origins"] == "later") & (curve["target"] == chosen)]
+            tail = (f": on the later origins safety {later['safety'].iloc[0]:.3f}, achievable "
+                    f"{later['achievable'].iloc[0]:.3f}") if len(later) else ""
+            console.print(f"break target chosen on the early origins (largest with safety >= {SAFETY_BAR:g}): "
+                          f"{chosen:g}{tail}; in force: {in_force:g} ([pricing] reserved_break_target)")
     cal = out.get("calibration")
     if cal is not None:
         print_frame(cal.summary, f"spot interruption risk on the later {len(cal.later_origins)} origins (the map was fit "

@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger, task
 from pricing.checks import nothing_in_force_fails, pool_holds, telemetry_hold
 from features.series import load_pool_series
 from pricing.demand import DemandModel
+from pricing.capacity_risk import fit_capacity_risk
 from pricing.drawdown import measure
 from pricing.diff import diff_items
 from pricing.engine import price_fleet
@@ -77,10 +78,13 @@ def load_pricing_inputs(settings: Settings, valid_from: pd.Timestamp) -> dict[st
         obs = history.booking_observations(con)
         series = load_pool_series(con, min_coverage=f.min_coverage, mask_flags=tuple(f.mask_flags))
         calibration = history.latest_spot_calibration(con)
+        from pipelines.forecast_flow import _CALENDAR_SQL
+
+        calendar = con.execute(_CALENDAR_SQL).df()
     finally:
         con.close()
     return {"run": run, "hourly": hourly, "seen": seen, "last": last, "last_items": last_items, "bookings": obs,
-            "series": series, "anchor": anchor, "booked": booked, "calibration": calibration}
+            "series": series, "anchor": anchor, "booked": booked, "calibration": calibration, "calendar": calendar}
 
 
 def reference_rates_path(settings: Settings) -> Path:
@@ -333,13 +337,15 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             raise Hold(f"every pool failed its checks: {sorted(set(hold.values()))}",
                        [f"{pool}: held: {why}" for pool, why in sorted(hold.items())][:20])
         demand = fit_demand(inputs, settings)
-        drawdowns = measure(inputs["series"], rules.reserved_terms_days)
+        risk = fit_capacity_risk(inputs["series"], inputs["calendar"], valid_from, rules, p.risk.model()) \
+            if p.risk.enabled else None
+        drawdowns = measure(inputs["series"], rules.reserved_terms_days) if risk is None or not risk.fitted else None
         try:
             overrides = load_overrides(p.overrides)
         except OverrideError as exc:
             raise Hold(f"pricing overrides not applied, so nothing is published: {exc}") from None
         items = price_fleet(inputs["hourly"], market, rules, demand, valid_from, inputs["last_items"], hold, drawdowns,
-                            anchor=inputs["anchor"], booked=inputs["booked"])
+                            anchor=inputs["anchor"], booked=inputs["booked"], risk=risk)
         if overrides:
             items, overrides_log = apply_overrides(items, overrides, inputs["last_items"], valid_from)
         items = calibrate_spot_risk(items, inputs.get("calibration"))
@@ -416,6 +422,10 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
     return {**result, "diff": diff, "items": items}
 
 
+BREAK_TARGETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+SAFETY_BAR = 0.97  # reserved safety at sample level the per-lease target is chosen to meet
+
+
 @flow(name="backtest_pricing", log_prints=True)
 def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
     """Replay rolling-origin forecasts, price them, score reserved safety/yield/revenue vs naive; log to MLflow."""
@@ -424,7 +434,8 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
     from models import catalog
     from pipelines.forecast_flow import _lgbm_kwargs, load_inputs
     from pipelines.progress import report as progress
-    from pricing.backtest import pricing_backtest
+    from pricing.backtest import by_pool_size, choose_target, pricing_backtest, target_curve
+    from pricing.plots import safety_yield_chart
     from pricing.risk_calibration import calibrate_on_early, reliability_chart
 
     settings = settings or Settings()
@@ -441,7 +452,10 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
     model = catalog.build(p.backtest_model, h, _lgbm_kwargs(settings.forecast), settings.forecast.processes)
     rep = pricing_backtest(model, df, cal, market, rules, p.demand_model().fit(None), p.backtest_lead_hours,
                            p.backtest_windows, p.naive_discount,
-                           on_window=lambda done, total: progress("price_backtest", (done, total)))
+                           on_window=lambda done, total: progress("price_backtest", (done, total)),
+                           risk_model=p.risk.model() if p.risk.enabled else None, targets=BREAK_TARGETS)
+    curve = target_curve(rep.curve, rep.origins)
+    chosen = choose_target(curve, SAFETY_BAR) if len(curve) else None
     run_id = _mlflow_run(settings, pd.Timestamp.now(tz="UTC"))
     c = MlflowClient(settings.mlflow_tracking_uri)
     c.set_tag(run_id, "kind", "price_backtest")
@@ -449,6 +463,14 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
     c.log_param(run_id, "backtest.origins", ",".join(str(o) for o in rep.origins))
     c.log_param(run_id, "backtest.lead_hours", p.backtest_lead_hours)
     c.log_param(run_id, "backtest.naive_discount", p.naive_discount)
+    c.log_param(run_id, "pricing.reserved_break_target", p.reserved_break_target)
+    c.log_param(run_id, "risk_model", "window" if p.risk.enabled else "forecast quantiles + drawdown guard")
+    if len(curve):
+        c.set_tag(run_id, "reserved.target_chosen_on_early_origins", "none meets the bar" if chosen is None else f"{chosen:g}")
+        for r in curve.to_dict("records"):
+            for k in ("safety", "achievable", "yield"):
+                if pd.notna(r[k]):
+                    c.log_metric(run_id, f"curve.{r['origins']}.target_{r['target']:g}.{k}", float(r[k]))
     for r in rep.summary.to_dict("records"):
         for k in ("safety", "safety_hourly", "yield", "achievable", "safe_achievable", "oracle_gpu_hours",
                   "revenue_gross", "penalties", "revenue_net", "offered_gpu_hours",
@@ -463,6 +485,13 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
         rep.offers.to_parquet(t / "offers.parquet", index=False)
         if len(rep.spot):
             rep.spot.to_parquet(t / "spot_blocks.parquet", index=False)
+        if len(curve):
+            curve.to_csv(t / "reserved_target_curve.csv", index=False)
+            (t / "reserved_safety_yield.png").write_bytes(safety_yield_chart(curve, SAFETY_BAR, chosen,
+                                                                              p.reserved_break_target))
+        by_size = by_pool_size(rep.offers)
+        if len(by_size):
+            by_size.to_csv(t / "reserved_by_pool_size.csv", index=False)
         if cal is not None:
             cal.summary.to_csv(t / "spot_risk_calibration.csv", index=False)
             cal.bands.to_csv(t / "spot_risk_reliability.csv", index=False)
@@ -486,4 +515,5 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
             finally:
                 con.close()
     c.set_terminated(run_id, "FINISHED")
-    return {"report": rep, "mlflow_run_id": run_id, "calibration": cal}
+    return {"report": rep, "mlflow_run_id": run_id, "calibration": cal, "curve": curve, "chosen_target": chosen,
+            "by_pool_size": by_pool_size(rep.offers)}

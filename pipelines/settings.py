@@ -128,6 +128,25 @@ class DemandSettings(BaseModel):
     share_at_reference: float = Field(0.25, gt=0, description="share of a pool customers take at the reference price")
 
 
+class RiskModelSettings(BaseModel):
+    """The window-risk model that sizes reserved terms and spot blocks (models/window_risk.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="false = the older forecast-quantile rules with the drawdown guard")
+    history_days: int = Field(60, ge=3, description="pseudo-origins (one an hour) looked back over")
+    calibration_days: float = Field(3.0, gt=0, description="newest pseudo-origins kept out of fitting to calibrate on")
+    calibration_prior: float = Field(50.0, ge=0, description="recent windows of all pools a pool's own calibration "
+                                     "is shrunk towards")
+    use_calendar: bool = Field(True, description="planned runs as known at each origin are model inputs")
+
+    def model(self):
+        from models.window_risk import WindowRiskModel
+
+        return WindowRiskModel(history_days=self.history_days, calibration_days=self.calibration_days,
+                               calibration_prior=self.calibration_prior, use_calendar=self.use_calendar)
+
+
 class PricingSettings(BaseModel):
     """Reference rates, costs, demand and the pricing rules (DESIGN.md "Pricing rules")."""
 
@@ -159,11 +178,19 @@ class PricingSettings(BaseModel):
     max_daily_change: float = Field(0.15, gt=0, lt=1)
     block_hours: int = Field(6, ge=1, le=24)
     spot_days: int = Field(7, ge=1)
-    spot_offer_quantile: float = Field(0.20, gt=0, lt=1)
+    spot_offer_quantile: float = Field(0.20, gt=0, lt=1, description="spot GPUs per block: the most whose "
+                                       "interruption risk stays at or under this (the block minimum's quantile)")
     reserved_terms_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
     term_discount: dict[int, float] = Field(default_factory=lambda: {1: 0.0, 7: 0.05, 30: 0.12})
     reclaim_penalty_multiple: float = Field(20.0, gt=0)
     reserved_max_quantile: float = Field(0.10, gt=0, lt=0.5)
+    reserved_break_target: float = Field(0.03, gt=0, lt=0.5, description="per-lease break probability a reserved "
+                                         "offer may carry (chosen on the early backtest origins)")
+    spot_risk_aversion: float = Field(1.0, ge=0, le=1, description="a spot block with interruption risk r is worth "
+                                      "(1 - a r) of a sure GPU-hour to a customer")
+    spot_reference_risk: float = Field(0.05, ge=0, lt=1, description="interruption risk customers already accept "
+                                       "at the reference price (AWS spot)")
+    risk: RiskModelSettings = RiskModelSettings()
     min_gpus: int = Field(1, ge=1)
     valid_hours: int = Field(24, ge=1)
     stale_after_hours: float = Field(6.0, gt=0, description="newest telemetry older than this vs as_of holds the sheet")
@@ -201,6 +228,8 @@ class PricingSettings(BaseModel):
             spot_days=self.spot_days, spot_offer_quantile=self.spot_offer_quantile,
             reserved_terms_days=tuple(sorted(self.reserved_terms_days)), term_discount=dict(self.term_discount),
             reclaim_penalty_multiple=self.reclaim_penalty_multiple, reserved_max_quantile=self.reserved_max_quantile,
+            reserved_break_target=self.reserved_break_target, spot_risk_aversion=self.spot_risk_aversion,
+            spot_reference_risk=self.spot_reference_risk,
             min_gpus=self.min_gpus, valid_hours=self.valid_hours, stale_after_hours=self.stale_after_hours,
             pool_stale_hours=self.pool_stale_hours, usd_per_kwh=self.usd_per_kwh, pue=self.pue,
         )

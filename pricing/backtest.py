@@ -23,7 +23,7 @@ below what was leased. Windows with under 75% observed hours (e.g. a masked blac
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,8 @@ from models.base import Forecaster
 from pricing.demand import DemandModel
 from pricing.drawdown import measure
 from pricing.engine import price_fleet
-from pricing.optimizer import Market, reserved_in_hours
+from pricing.capacity_risk import fit_capacity_risk
+from pricing.optimizer import Market, reserved_in_hours, reserved_quantities
 from pricing.rules import PricingRules
 
 MIN_OBSERVED = 0.75
@@ -48,6 +49,7 @@ class PricingBacktestReport:
     summary: pd.DataFrame  # policy x term: safety, yield, revenue
     origins: list[pd.Timestamp]
     skipped_windows: int
+    curve: pd.DataFrame = field(default_factory=pd.DataFrame)  # reserved sizing per break target (risk model)
 
 
 def backtest_origins(df: pd.DataFrame, lead_hours: int, max_term_days: int, n_windows: int,
@@ -161,8 +163,13 @@ def pricing_backtest(
     forecaster: Forecaster, df: pd.DataFrame, calendar: pd.DataFrame | None, market: Market, rules: PricingRules,
     demand: DemandModel, lead_hours: int = 6, n_windows: int = 10, naive_discount: float = 0.2,
     on_window: Callable[[int, int], None] | None = None, history_guard: bool = True,
+    risk_model=None, targets: tuple[float, ...] = (),
 ) -> PricingBacktestReport:
-    """Replay `forecaster` from rolling origins, price, and score reserved and spot offers on what happened."""
+    """Replay `forecaster` from rolling origins, price, and score reserved and spot offers on what happened.
+
+    With `risk_model` (a WindowRiskModel) it is refit at every origin on the history before it
+    and sizes the offers; `targets` re-size the reserved terms at each per-lease break target
+    (the safety/yield curve a default is chosen from)."""
     terms = tuple(sorted(rules.reserved_terms_days))
     span_days = (df["ds"].max() - df["ds"].min()) / pd.Timedelta(days=1)
     terms = tuple(t for t in terms if t <= span_days - 8) or terms[:1]
@@ -172,7 +179,7 @@ def pricing_backtest(
         raise ValueError("not enough history for a pricing backtest (7 days of training + the longest term)")
     h = lead_hours + 24 * max(max(terms), rules.spot_days) + rules.block_hours
     cal = normalize_calendar(calendar)
-    offers, spots = [], []
+    offers, spots, curves = [], [], []
     skipped = 0
     end = df["ds"].max() + pd.Timedelta(hours=1)
     for i, origin in enumerate(origins):
@@ -186,8 +193,18 @@ def pricing_backtest(
         fc["gpus_total"] = fc["unique_id"].map(caps_o)
         market_o = Market(market.pools.assign(gpus_total=market.pools["pool"].map(caps_o)), market.references)
         market_o = Market(market_o.pools[market_o.pools["gpus_total"].notna()].reset_index(drop=True), market.references)
-        dd = measure(df[df["ds"] < origin], fit) if history_guard else None
-        items = price_fleet(fc, market_o, rules_o, demand, origin, drawdowns=dd)
+        risk = fit_capacity_risk(train, known, origin, rules_o, clone(risk_model)) if risk_model is not None else None
+        use_risk = risk is not None and risk.fitted
+        dd = measure(df[df["ds"] < origin], fit) if history_guard and not use_risk else None
+        items = price_fleet(fc, market_o, rules_o, demand, origin, drawdowns=dd, risk=risk)
+        if use_risk:
+            for t in targets:
+                res_t = reserved_quantities(fc, market_o, replace(rules_o, reserved_break_target=t), origin.ceil("D"),
+                                            risk=risk)
+                res_t = res_t.assign(product=[rules.product(int(d)) for d in res_t["term_days"]],
+                                     hours=res_t["term_days"] * 24, price_per_gpu_hour=res_t["upper"],
+                                     origin=origin)
+                curves.append(_score(res_t, df, rules, demand).assign(policy=f"target {t:g}", target=t))
         items["origin"] = origin
         items["term_days"] = items["hours"] // 24
         res = items[items["product"] != "spot"].copy()
@@ -206,7 +223,12 @@ def pricing_backtest(
     off = off[off["observed"] >= MIN_OBSERVED].copy()  # the oracle nests only the windows that are scored
     off["oracle_gpu_hours"] = pd.concat([oracle_gpu_hours(g) for _, g in off.groupby("policy")]).reindex(off.index)
     spot = pd.concat(spots, ignore_index=True) if spots else pd.DataFrame()
-    return PricingBacktestReport(off, spot, summarize(off, spot), list(origins), skipped)
+    curve = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    if len(curve):
+        curve = curve[curve["observed"] >= MIN_OBSERVED].copy()
+        curve["oracle_gpu_hours"] = pd.concat([oracle_gpu_hours(g) for _, g in curve.groupby("policy")]) \
+            .reindex(curve.index)
+    return PricingBacktestReport(off, spot, summarize(off, spot), list(origins), skipped, curve)
 
 
 def _score_spot(sp: pd.DataFrame, res: pd.DataFrame, actual: pd.DataFrame, demand: DemandModel) -> pd.DataFrame:
@@ -224,7 +246,9 @@ def _score_spot(sp: pd.DataFrame, res: pd.DataFrame, actual: pd.DataFrame, deman
         if np.isfinite(y).mean() < MIN_OBSERVED:
             continue
         R = held[pools.index(r.pool), hours.get_indexer(hs)]
-        want = demand.curve(r.gpu_model, "spot").gpus(r.price_per_gpu_hour, r.reference_price, r.gpus_total)
+        value = getattr(r, "risk_value", 1.0)
+        value = 1.0 if value is None or not np.isfinite(value) else value
+        want = demand.curve(r.gpu_model, "spot").gpus(r.price_per_gpu_hour, r.reference_price * value, r.gpus_total)
         sold = min(float(want), r.gpus_offered)
         ok = np.isfinite(y)
         delivered = np.clip(y[ok] - R[ok], 0, sold).sum() * len(hs) / ok.sum()
@@ -273,3 +297,53 @@ def summarize(off: pd.DataFrame, spot: pd.DataFrame) -> pd.DataFrame:
             "predicted_risk": spot["interruption_risk"].mean(), "realized_risk": spot["reclaimed"].mean(),
         }])], ignore_index=True)
     return out
+
+
+def target_curve(curve: pd.DataFrame, origins: list[pd.Timestamp], early_share: float = 0.5) -> pd.DataFrame:
+    """Safety, yield and achievable of reserved sizing per break target, on the early origins, the
+    later ones and all (from `PricingBacktestReport.curve`)."""
+    if curve.empty:
+        return pd.DataFrame()
+    k = max(1, int(round(len(origins) * early_share)))
+    split = {"early": set(origins[:k]), "later": set(origins[k:])}
+    rows = []
+    for t, g in curve.groupby("target"):
+        for name, part in (("early", g[g["origin"].isin(split["early"])]), ("later", g[g["origin"].isin(split["later"])]),
+                           ("all", g)):
+            if part.empty:
+                continue
+            s = summarize(part.assign(policy="x"), pd.DataFrame())
+            a = s[s["term"] == "all"].iloc[0]
+            rows.append({"target": t, "origins": name, "offered_gpu_hours": a["offered_gpu_hours"],
+                         "safety": a["safety"], "yield": a["yield"], "achievable": a["achievable"],
+                         "safe_achievable": a["safe_achievable"],
+                         "leases_broken": int(((part["gpus_offered"] > 0)
+                                               & (part["real_min"] < part["base"] + part["gpus_offered"])).sum()),
+                         "leases": int((part["gpus_offered"] > 0).sum())})
+    return pd.DataFrame(rows)
+
+
+def choose_target(table: pd.DataFrame, safety_bar: float = 0.97) -> float | None:
+    """The largest break target whose reserved safety on the early origins meets the bar (None: none does)."""
+    e = table[(table["origins"] == "early") & (table["safety"] >= safety_bar)]
+    return float(e["target"].max()) if len(e) else None
+
+
+SIZE_BANDS = (0, 16, 64, 256, np.inf)
+
+
+def by_pool_size(off: pd.DataFrame) -> pd.DataFrame:
+    """Reserved safety, yield and achievable per policy and pool size band (GPUs): a rule that only
+    works for small pools, or only sells the big ones, shows here."""
+    if off.empty:
+        return pd.DataFrame()
+    labels = [f"{int(a)+1}-{int(b)}" if np.isfinite(b) else f"{int(a)+1}+" for a, b in zip(SIZE_BANDS[:-1], SIZE_BANDS[1:])]
+    band = pd.cut(off["gpus_total"], list(SIZE_BANDS), labels=labels)
+    rows = []
+    for (policy, b), g in off.groupby([off["policy"], band], observed=True):
+        s = summarize(g, pd.DataFrame())
+        a = s[s["term"] == "all"].iloc[0]
+        rows.append({"policy": policy, "pool_gpus": str(b), "pools": g["pool"].nunique(),
+                     "offered_gpu_hours": a["offered_gpu_hours"], "safety": a["safety"], "yield": a["yield"],
+                     "achievable": a["achievable"]})
+    return pd.DataFrame(rows)

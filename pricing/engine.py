@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pricing.capacity_risk import CapacityRisk
 from pricing.demand import DemandModel
 from pricing.drawdown import Drawdowns
 from pricing.guardrails import apply_guardrails
@@ -23,7 +24,7 @@ ITEM_COLS = [
     "reference_price", "reference_as_of", "discount_vs_reference", "floor", "ceiling", "spot_expected_price",
     "last_price", "base_price", "guardrails", "offered", "withdraw_reason", "expected_idle_gpus",
     "expected_gpu_hours_sold", "window_min_quantile", "newsvendor_level", "history_cap", "gpus_total",
-    "reference_gpu_model", "reference_list_price", "performance_factor",
+    "reference_gpu_model", "reference_list_price", "performance_factor", "break_probability", "risk_value",
 ]
 
 
@@ -79,20 +80,23 @@ def price_fleet(
     hourly: pd.DataFrame, market: Market, rules: PricingRules, demand: DemandModel,
     valid_from: pd.Timestamp, last: pd.DataFrame | None = None, hold: dict[str, str] | None = None,
     drawdowns: Drawdowns | None = None, anchor: pd.DataFrame | None = None, booked: pd.DataFrame | None = None,
+    risk: CapacityRisk | None = None,
 ) -> pd.DataFrame:
     """Every candidate item (ITEM_COLS) for the sheet that becomes valid at `valid_from`.
 
     `last` is the newest sheet (held pools keep its items); `anchor` (default: `last`) is the sheet
     max_daily_change is measured against - the one in force a day earlier, so re-running every
-    hour cannot compound +-15% steps."""
+    hour cannot compound +-15% steps. `risk` (fitted at `valid_from`) sizes reserved terms and
+    spot blocks by their break probability; without it the forecast quantiles do."""
     anchor = last if anchor is None else anchor
     hold = hold or {}
     live = market.pools[~market.pools["pool"].isin(list(hold))].reset_index(drop=True)
     frames = []
     if len(live):
         m = Market(pools=live, references=market.references, resolved=market.resolved, costs=market.costs)
-        res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"), drawdowns, booked)
-        spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res, booked, drawdowns).assign(spot_expected_price=np.nan),
+        res = reserved_quantities(hourly, m, rules, valid_from.ceil("D"), drawdowns, booked, risk)
+        spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res, booked, drawdowns, risk)
+                      .assign(spot_expected_price=np.nan),
                       rules, anchor, parity=False)
         res = reserved_prices(res, spot, rules, demand)
         res = _guard(res, rules, anchor, parity=True)

@@ -1,16 +1,21 @@
-"""Spot and reserved offers per pool from the hourly forecast (before guardrails).
+"""Spot and reserved offers per pool (before guardrails).
 
-Reserved (1/7/30 days from the next UTC midnight): the GPUs a window can promise are a low
-quantile of the window's minimum idle GPUs. The quantile is the newsvendor critical ratio
-margin / (margin + reclaim penalty): offering one more GPU earns the margin when it stays idle
-and costs the penalty when training reclaims it. Terms are nested tranches: the longest term
-takes the stable base, shorter terms the extra that only their window can promise, so in every
-hour the reserved total stays within that hour's promise.
+Reserved (1/7/30 days from the next UTC midnight), with the window-risk model
+(pricing.capacity_risk): each term offers the largest k whose break probability (some sample
+of the window under k idle GPUs) stays at or under the lower of `reserved_break_target` and the
+newsvendor critical ratio margin / (margin + reclaim penalty) - one more GPU earns the margin
+when it stays idle and costs the penalty when training reclaims it. Terms are nested tranches:
+the longest term takes the stable base, shorter terms the extra that only their window can
+promise, so in every hour the reserved total stays within that hour's promise. Without a fitted
+risk model (too little history) the older rule applies: a low quantile of the forecast window
+minimum under a drawdown guard.
 
-Spot (6 h UTC blocks over 7 days): GPUs offered are a quantile of the block's minimum idle
-minus what reserved already holds; the price maximizes price x E[min(demand(price), offered,
-idle)] over the forecast distribution, searched on a log grid between floor and ceiling.
-Interruption risk is P(idle falls below reserved + spot offered in some hour of the block).
+Spot (6 h UTC blocks over 7 days): with the risk model, the most GPUs (on top of reserved)
+whose calibrated interruption risk stays at or under `spot_offer_quantile`, and that risk is
+what is published; otherwise the forecast's quantile of the block minimum. The price maximizes
+price x E[min(demand(price), offered, idle)] over the forecast distribution on a log grid
+between floor and ceiling, with demand read against the reference discounted for the block's
+risk above what AWS spot customers already accept (`spot_risk_aversion`).
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from models.base import QCOLS
+from pricing.capacity_risk import CapacityRisk
 from pricing.demand import DemandModel
 from pricing.drawdown import Drawdowns
 from pricing.quantiles import grid, quantile_at
@@ -71,10 +77,14 @@ def _reference(market: Market, cls: str) -> pd.DataFrame:
 
 
 def reserved_quantities(hourly: pd.DataFrame, market: Market, rules: PricingRules, start: pd.Timestamp,
-                        drawdowns: Drawdowns | None = None, booked: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per pool x term: window, newsvendor level, window-min quantile, offered tranche.
+                        drawdowns: Drawdowns | None = None, booked: pd.DataFrame | None = None,
+                        risk: CapacityRisk | None = None) -> pd.DataFrame:
+    """One row per pool x term: window, newsvendor level, offered tranche and its break probability.
 
-    With `drawdowns`, no term offers more than idle now minus the fleet's historical drawdown."""
+    With a fitted `risk` model each term offers its largest k under the break target; without
+    one, a forecast quantile of the window minimum, and with `drawdowns` no term offers more than
+    idle now minus the fleet's historical drawdown."""
+    use_risk = risk is not None and risk.fitted
     pools = _reference(market, "reserved")
     terms = sorted(rules.reserved_terms_days)
     hours = pd.date_range(start, periods=24 * terms[-1], freq="h")
@@ -100,9 +110,14 @@ def reserved_quantities(hourly: pd.DataFrame, market: Market, rules: PricingRule
         qmin = np.nanmin(np.where(have[:, :n], per_hour, np.inf), axis=1)
         complete = have[:, :n].all(axis=1)
         ok = complete & np.isfinite(upper) & (margin > 0)
-        k = np.floor(np.clip(qmin, 0, cap) + 1e-9)
-        guard = (drawdowns.cap_gpus(pools["pool"], cap, d, np.nan_to_num(alpha, nan=0.0))
-                 if drawdowns is not None else np.full(len(pools), np.inf))
+        if use_risk:  # the term's own break probability, at the stricter of the target and the newsvendor level
+            level = np.fmin(rules.reserved_break_target, np.nan_to_num(alpha, nan=0.0))
+            k = risk.term_largest(pools["pool"].tolist(), cap, d, level)
+            guard = np.full(len(pools), np.inf)
+        else:
+            k = np.floor(np.clip(qmin, 0, cap) + 1e-9)
+            guard = (drawdowns.cap_gpus(pools["pool"], cap, d, np.nan_to_num(alpha, nan=0.0))
+                     if drawdowns is not None else np.full(len(pools), np.inf))
         raw[:, j] = np.where(ok, np.clip(np.fmin(k, np.nan_to_num(guard, nan=0.0)) - sold[:, :n].max(axis=1), 0, None), 0)
         rows.append(pd.DataFrame({
             "pool": pools["pool"], "term_days": d, "start": start, "end": start + pd.Timedelta(days=d),
@@ -114,6 +129,14 @@ def reserved_quantities(hourly: pd.DataFrame, market: Market, rules: PricingRule
     out = pd.concat(rows, ignore_index=True)
     out["gpus_offered"] = tranche.T.reshape(-1).astype(int)
     out["reserved_total_in_window"] = cum.T.reshape(-1)
+    # what each tranche risks: its GPUs sit on top of the longer terms', so it breaks when the
+    # window's minimum falls under the whole promise standing in that window
+    out["break_probability"] = np.nan
+    if use_risk:
+        names = pools["pool"].tolist()
+        out["break_probability"] = np.concatenate(
+            [np.where(tranche[:, j] > 0, risk.term_break(names, d, cum[:, j] + sold[:, :24 * d].max(axis=1)), np.nan)
+             for j, d in enumerate(terms)])
     return out.merge(pools, on="pool")
 
 
@@ -146,7 +169,7 @@ def reserved_in_hours(res: pd.DataFrame, pools: list[str], hours: pd.DatetimeInd
 def spot_offers(
     hourly: pd.DataFrame, market: Market, rules: PricingRules, demand: DemandModel,
     valid_from: pd.Timestamp, reserved: pd.DataFrame, booked: pd.DataFrame | None = None,
-    drawdowns: Drawdowns | None = None,
+    drawdowns: Drawdowns | None = None, risk: CapacityRisk | None = None,
 ) -> pd.DataFrame:
     """One row per pool x block: GPUs offered, optimal price, risk, expected sales (before guardrails)."""
     pools = _reference(market, "spot")
@@ -165,18 +188,30 @@ def spot_offers(
     at_q = at_q.reshape(P, nb, B)
     held_b = held.reshape(P, nb, B).max(axis=2)
     complete = have.reshape(P, nb, B).all(axis=2)
-    k = np.floor(np.clip(at_q.min(axis=2) - held_b, 0, None) + 1e-9)
-    k = np.where(complete, k, 0)
-    # interruption: P(min over block hours of idle < held + k) = max over hours of F_h(held + k)
-    thresh = (held_b + k)[:, :, None, None]
-    risk = np.where(k > 0, (vals < thresh).mean(axis=3).max(axis=2), np.nan)
-    if drawdowns is not None:
+    use_model = risk is not None and risk.fitted
+    if use_model:
+        # the most GPUs the block can hold at the risk target, less what reserved already holds there
+        total = risk.block_largest(names, cap, rules.spot_offer_quantile)[:, :nb]
+        k = np.where(complete, np.clip(total - held_b, 0, None), 0)
+        irisk = np.where(k > 0, risk.block_break(names, held_b + k)[:, :nb], np.nan)
+    else:
+        k = np.floor(np.clip(at_q.min(axis=2) - held_b, 0, None) + 1e-9)
+        k = np.where(complete, k, 0)
+        # interruption: P(min over block hours of idle < held + k) = max over hours of F_h(held + k)
+        thresh = (held_b + k)[:, :, None, None]
+        irisk = np.where(k > 0, (vals < thresh).mean(axis=3).max(axis=2), np.nan)
+    if drawdowns is not None and not use_model:
         # hours of a block do not really move together and long-lead forecasts are too narrow: the
         # fleet's own history of dips into blocks that far out is a floor under the forecast's risk
         origin = hourly["ds"].min()
         lead = np.broadcast_to(((start - origin) // pd.Timedelta(hours=1) + np.arange(nb) * B) // 24, (P, nb))
         hist = drawdowns.block_risk(pools["pool"], cap, lead, held_b + k)
-        risk = np.where(k > 0, np.fmax(risk, hist), np.nan)
+        irisk = np.where(k > 0, np.fmax(irisk, hist), np.nan)
+    # a block that may be cut short is worth less than AWS spot at the same price: demand reads the
+    # reference discounted for the risk above what spot customers already accept there
+    a = rules.spot_risk_aversion
+    value = np.clip((1 - a * np.nan_to_num(irisk, nan=rules.spot_reference_risk)) / (1 - a * rules.spot_reference_risk),
+                    0.0, 1.0)
     avail = np.clip(vals - held_b[:, :, None, None], 0, None).reshape(P, nb, B * len(u))
 
     floor = pools["floor"].to_numpy(float)
@@ -191,8 +226,8 @@ def spot_offers(
         lo = max(lo, hi * 1e-3)  # a zero floor (free power, written-off GPUs) still needs a log grid
         curve = demand.curve(row.gpu_model, "spot")
         prices = lo * (hi / lo) ** (np.arange(m) / max(m - 1, 1))
-        want = curve.gpus(prices, row.reference_price, cap[i])                     # (m,)
-        s = np.minimum(want[None, :], k[i][:, None])                               # (nb, m)
+        want = curve.gpus(prices[None, :], row.reference_price * value[i][:, None], cap[i])  # (nb, m)
+        s = np.minimum(want, k[i][:, None])                                        # (nb, m)
         sold = np.minimum(s[:, :, None], avail[i][:, None, :]).mean(axis=2) * B    # GPU-hours per block
         rev = sold * prices[None, :]
         j = rev.argmax(axis=1)
@@ -203,7 +238,7 @@ def spot_offers(
         "pool": np.repeat(names, nb), "product": "spot",
         "start": np.tile(starts, P), "hours": B,
         "gpus_offered": k.reshape(-1).astype(int), "base_price": best_p.reshape(-1),
-        "interruption_risk": risk.reshape(-1), "expected_gpu_hours_sold": exp_sold.reshape(-1),
+        "interruption_risk": irisk.reshape(-1), "risk_value": value.reshape(-1), "expected_gpu_hours_sold": exp_sold.reshape(-1),
         "expected_idle_gpus": np.where(complete, np.mean(vals, axis=(2, 3)), np.nan).reshape(-1),
         "complete": complete.reshape(-1), "ceiling": np.repeat(ceiling, nb), "floor": np.repeat(floor, nb),
     })

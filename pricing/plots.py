@@ -53,3 +53,39 @@ def price_vs_reference(items: pd.DataFrame, gpu_model: str) -> bytes:
     fig.tight_layout()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def safety_yield_chart(curve: pd.DataFrame, bar: float, chosen: float | None, in_force: float) -> bytes:
+    """Reserved safety and achievable share per per-lease break target, early vs later origins.
+
+    The target is chosen on the early origins (largest meeting the safety bar); the later ones
+    show what that choice is worth on days that did not choose it."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.5), dpi=100)
+    ax1, ax2 = fig.subplots(1, 2)
+    colors = {"early": "tab:blue", "later": "tab:orange"}
+    for name, g in curve[curve["origins"].isin(list(colors))].groupby("origins"):
+        g = g.sort_values("target")
+        ax1.plot(g["target"], g["safety"], marker="o", color=colors[name], label=f"{name} origins")
+        ax2.plot(g["achievable"], g["safety"], marker="o", color=colors[name], label=f"{name} origins")
+        for r in g.itertuples(index=False):
+            ax2.annotate(f"{r.target:g}", (r.achievable, r.safety), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for ax in (ax1, ax2):
+        ax.axhline(bar, color="grey", ls="--", lw=1, label=f"safety bar {bar:g}")
+        ax.set_ylabel("reserved safety (GPU-hours idle at every sample)")
+        ax.grid(alpha=0.3)
+    ax1.set_xscale("log")
+    ax1.set_xlabel("per-lease break target")
+    if chosen is not None:
+        ax1.axvline(chosen, color="tab:green", lw=1.5, label=f"chosen on early origins: {chosen:g}")
+    ax1.axvline(in_force, color="black", lw=1, ls=":", label=f"in force: {in_force:g}")
+    ax1.set_title("safety by break target", fontsize=10)
+    ax2.set_xlabel("achievable: offered / what hindsight could promise safely")
+    ax2.set_title("safety vs achievable (labels: target)", fontsize=10)
+    ax1.legend(fontsize=8, loc="lower left")
+    ax2.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

@@ -40,6 +40,9 @@ class PricingRules:
     term_discount: dict[int, float] = field(default_factory=lambda: {1: 0.0, 7: 0.05, 30: 0.12})
     reclaim_penalty_multiple: float = 20.0  # cost of reclaiming one reserved GPU-hour, in units of its price
     reserved_max_quantile: float = 0.10    # never offer more than this quantile of the window minimum
+    reserved_break_target: float = 0.03    # per-lease break probability a reserved offer may carry (risk model)
+    spot_risk_aversion: float = 1.0        # a block with interruption risk r is worth (1 - a r) of a sure hour
+    spot_reference_risk: float = 0.05      # the interruption risk customers already accept at the reference (AWS spot)
     min_gpus: int = 1                      # smaller offers are withdrawn
     valid_hours: int = 24                  # a sheet is valid this long after valid_from
     stale_after_hours: float = 6.0         # newest telemetry older than this (vs as_of) holds the last sheet
@@ -57,6 +60,10 @@ class PricingRules:
             raise ValueError("block_hours must divide 24")
         if not 0 < self.spot_offer_quantile < 1 or not 0 < self.reserved_max_quantile < 1:
             raise ValueError("quantiles must be in (0, 1)")
+        if not 0 < self.reserved_break_target < 1:
+            raise ValueError("reserved_break_target must be in (0, 1)")
+        if not 0 <= self.spot_risk_aversion <= 1 or not 0 <= self.spot_reference_risk < 1:
+            raise ValueError("spot_risk_aversion must be in [0, 1] and spot_reference_risk in [0, 1)")
         missing = [t for t in self.reserved_terms_days if t not in self.term_discount]
         if missing:
             raise ValueError(f"term_discount has no entry for term(s) {missing} (days)")

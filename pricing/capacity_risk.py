@@ -1,0 +1,116 @@
+"""Break probabilities of reserved terms and spot blocks at one pricing origin, from the window-risk model.
+
+A d-day reserved promise of k GPUs holds when every sample of its d days has at least k idle.
+The model predicts each day of the term (a 1-day window at its own lead); the term's break
+probability is 1 - prod(1 - p_day): exact if days were independent and an upper bound when they
+move together (a pool that stayed full yesterday is more likely to stay full today, never
+less), so long terms are never sold on a looser risk than their days. Spot blocks are windows
+of their own (`block_hours` long, at every lead of the spot horizon).
+
+Offer sizing asks the inverse: the largest k whose break probability stays at or under a target.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.window_risk import Window, WindowRiskModel
+
+HOUR = pd.Timedelta(hours=1)
+
+
+@dataclass
+class CapacityRisk:
+    """A fitted window-risk model and its predictions at `origin` for the days and blocks on sale."""
+
+    model: WindowRiskModel
+    pred: pd.DataFrame          # one row per pool x window (model.predict)
+    origin: pd.Timestamp
+    reserved_start: pd.Timestamp
+    spot_start: pd.Timestamp
+    block_hours: int
+
+    @classmethod
+    def fit(cls, series: pd.DataFrame, calendar: pd.DataFrame | None, origin: pd.Timestamp, reserved_start: pd.Timestamp,
+            max_term_days: int, spot_start: pd.Timestamp, block_hours: int, spot_days: int,
+            model: WindowRiskModel | None = None) -> "CapacityRisk":
+        """Fit on history before `origin` (nothing later is read) and predict the windows on sale."""
+        a = int((reserved_start - origin) / HOUR)
+        b = int((spot_start - origin) / HOUR)
+        windows = [Window(a + 24 * j, 24) for j in range(max_term_days)]
+        windows += [Window(b + block_hours * j, block_hours) for j in range(spot_days * 24 // block_hours)]
+        m = (model or WindowRiskModel()).fit(series, calendar, origin, windows)
+        pred = m.predict(series, calendar, origin)
+        return cls(m, pred, origin, reserved_start, spot_start, block_hours)
+
+    @property
+    def fitted(self) -> bool:
+        return bool(getattr(self.model, "fitted_", False))
+
+    def _days(self, pools: list[str], days: int) -> pd.DataFrame:
+        a = int((self.reserved_start - self.origin) / HOUR)
+        p = self.pred[(self.pred["length"] == 24) & (self.pred["lead"] >= a) & (self.pred["lead"] < a + 24 * days)]
+        return p[p["unique_id"].isin(pools)]
+
+    def term_break(self, pools: list[str], days: int, k: np.ndarray) -> np.ndarray:
+        """P(a `days`-day promise of k GPUs from the reserved start breaks), per pool (NaN: cannot say)."""
+        k = np.asarray(k, float)
+        p = self._days(pools, days)
+        kk = p["unique_id"].map(dict(zip(pools, k))).to_numpy(float)
+        r = self.model.break_probability(p, kk)
+        log_hold = pd.Series(np.log1p(-np.clip(r, 0, 1 - 1e-12))).groupby(p["unique_id"].to_numpy()).sum(min_count=1)
+        n = p.groupby("unique_id").size().reindex(pools).to_numpy()
+        out = 1 - np.exp(log_hold.reindex(pools).to_numpy(float))
+        return np.where((n == days) & np.isfinite(out), np.where(k <= 0, 0.0, out), np.nan)
+
+    def term_largest(self, pools: list[str], caps: np.ndarray, days: int, target: np.ndarray) -> np.ndarray:
+        """The most GPUs per pool whose `days`-day break probability stays at or under `target`."""
+        target = np.broadcast_to(np.asarray(target, float), (len(pools),))
+        return _bisect(lambda k: self.term_break(pools, days, k), np.nan_to_num(np.asarray(caps, float)), target)
+
+    def _blocks(self, pools: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+        b = int((self.spot_start - self.origin) / HOUR)
+        p = self.pred[(self.pred["length"] == self.block_hours) & (self.pred["lead"] >= b)]
+        idx = pd.MultiIndex.from_product([pools, sorted(p["lead"].unique())], names=["unique_id", "lead"])
+        p = p.set_index(["unique_id", "lead"]).reindex(idx).reset_index()
+        p["length"] = self.block_hours
+        return p, np.asarray(sorted(set(p["lead"])))
+
+    def block_break(self, pools: list[str], k: np.ndarray) -> np.ndarray:
+        """(pools, blocks) P(idle falls under k GPUs at some sample of the block)."""
+        p, leads = self._blocks(pools)
+        k = np.asarray(k, float)
+        r = self.model.break_probability(p, k[:, :len(leads)].reshape(-1))
+        return r.reshape(len(pools), len(leads))
+
+    def block_largest(self, pools: list[str], caps: np.ndarray, target: float) -> np.ndarray:
+        """(pools, blocks) the most GPUs a block can hold with interruption risk at or under `target`."""
+        _, leads = self._blocks(pools)
+        nb = len(leads)
+        cap = np.repeat(np.nan_to_num(np.asarray(caps, float)), nb)
+        flat = _bisect(lambda k: self.block_break(pools, k.reshape(len(pools), nb)).reshape(-1), cap,
+                       np.full(len(cap), target))
+        return flat.reshape(len(pools), nb)
+
+
+def _bisect(risk, cap: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Largest integer k in [0, cap] with risk(k) <= target (risk grows with k; NaN risk = too risky)."""
+    lo = np.zeros(len(cap))
+    hi = np.where(np.isfinite(target), np.floor(cap), 0.0)
+    while (hi > lo).any():
+        mid = np.where(hi > lo, np.ceil((lo + hi) / 2), 0.0)
+        r = risk(mid)
+        good = (hi > lo) & (np.nan_to_num(r, nan=np.inf) <= target)
+        lo = np.where(good, mid, lo)
+        hi = np.where((hi > lo) & ~good, mid - 1, hi)
+    return lo
+
+
+def fit_capacity_risk(series: pd.DataFrame, calendar: pd.DataFrame | None, valid_from: pd.Timestamp, rules,
+                      model: WindowRiskModel | None = None) -> CapacityRisk:
+    """The risk a pricing pass at `valid_from` sells against: reserved from the next UTC midnight,
+    spot from the next block boundary (the same windows pricing.optimizer offers)."""
+    return CapacityRisk.fit(series, calendar, valid_from, valid_from.ceil("D"), max(rules.reserved_terms_days),
+                            valid_from.ceil(f"{rules.block_hours}h"), rules.block_hours, rules.spot_days, model)
