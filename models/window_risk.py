@@ -34,7 +34,7 @@ LEVELS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75)
 MIN_OBSERVED = 0.75
 FEATURES = ["min24", "min168", "min336", "calm_hours", "mean24", "last3", "std168", "analog_day", "analog_week", "log_cap",
             "lead", "length", "start_hour", "start_dow", "plan_recent", "plan_win_max", "plan_win_mean",
-            "plan_delta"]
+            "plan_delta", "plan_floor"]
 BLIND = [f for f in FEATURES if not f.startswith("plan_")]
 
 
@@ -132,10 +132,19 @@ def window_frame(series: pd.DataFrame, calendar: pd.DataFrame | None, origins: p
         min168 = _at(pd.DataFrame(g.m).rolling(168, min_periods=24).min().to_numpy(float), last) / cap
         min336 = _at(pd.DataFrame(g.m).rolling(336, min_periods=24).min().to_numpy(float), last) / cap
         calm = _calm_hours(g.m / g.cap, last, min24)
-    lo, hi = -24, max(w.start + w.hours for w in windows)
+    lo, hi = -168, max(w.start + w.hours for w in windows)
     plan = plan_windows(calendar, g.pools, origins, lo, hi).gpus if calendar is not None and len(calendar) \
         else np.zeros((len(origins), P, hi - lo), np.float32)
-    plan_recent = plan[:, :, :24].max(axis=2) / cap
+    plan_recent = plan[:, :, -lo - 24:-lo].max(axis=2) / cap
+    # busy GPUs the plan does not explain (interactive work, unplanned jobs), at their peak over the
+    # last week: with the plan's peak in a window it bounds the window's floor from below
+    bg168 = np.full((len(origins), P), np.nan)
+    for i, e in enumerate(last):
+        past = _at(g.m, np.arange(e - 167, e + 1)).T  # (P, 168) fewest idle per hour
+        with np.errstate(invalid="ignore"):
+            un = 1 - (past + plan[i, :, :-lo]) / cap[i][:, None]
+        seen = np.isfinite(un).sum(axis=1)
+        bg168[i] = np.where(seen >= 24, np.nanmax(np.where(np.isfinite(un), un, -np.inf), axis=1), np.nan)
     frames = []
     for w in windows:
         rm = g.rolling_min(w.hours)
@@ -149,6 +158,7 @@ def window_frame(series: pd.DataFrame, calendar: pd.DataFrame | None, origins: p
                 "min24": min24, "min168": min168, "min336": min336, "calm_hours": calm, "mean24": mean24, "last3": last3, "std168": std168,
                 "analog_day": _at(rm, end - back_d) / cap, "analog_week": _at(rm, end - back_w) / cap,
                 "plan_recent": plan_recent, "plan_win_max": pw.max(axis=2) / cap, "plan_win_mean": pw.mean(axis=2) / cap,
+                "floor_plan": 1 - pw.max(axis=2) / cap - bg168, "unplanned168": bg168,
             }
         starts = origins + pd.Timedelta(hours=w.start)
         n = len(origins) * P
@@ -162,6 +172,7 @@ def window_frame(series: pd.DataFrame, calendar: pd.DataFrame | None, origins: p
         }))
     out = pd.concat(frames, ignore_index=True)
     out["plan_delta"] = out["plan_win_max"] - out["plan_recent"]
+    out = out.rename(columns={"floor_plan": "plan_floor"})
     return out
 
 
@@ -192,10 +203,9 @@ class WindowRiskModel(BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------------
     def _anchor(self, X: pd.DataFrame) -> np.ndarray:
-        a = X[self.anchor].to_numpy(float)
-        if self.use_calendar:  # GPUs the plan adds (or frees) against the last day move the floor with them
-            a = a - X["plan_delta"].to_numpy(float)
-        return a
+        if self.use_calendar:  # the plan's peak in the window on top of the week's unplanned peak
+            return X["plan_floor"].to_numpy(float)
+        return X[self.anchor].to_numpy(float)
 
     def fit(self, series: pd.DataFrame, calendar: pd.DataFrame | None, origin: pd.Timestamp,
             windows: list[Window]) -> "WindowRiskModel":
@@ -233,13 +243,18 @@ class WindowRiskModel(BaseEstimator):
                                   n_jobs=1, verbose=-1)
             self.models_.append(m.fit(X, r))
         self.fitted_ = True
-        c = fr[cal_rows]
-        u = self._cdf(self._quantiles(c), c["share"].to_numpy(float), np.random.default_rng(self.random_state))
-        lengths, pools = c["length"].to_numpy(), c["unique_id"].to_numpy(str)
-        self.pit_ = {int(L): np.sort(u[lengths == L]) for L in np.unique(lengths)}
+        c = fr[cal_rows].copy()
+        qc = self._quantiles(c)
+        u = self._cdf(qc, c["share"].to_numpy(float), np.random.default_rng(self.random_state))
+        for j, lv in enumerate(self.levels):
+            c[f"q_{lv}"] = qc[:, j]
+        self.calibration_frame_ = c
+        lengths, leads, pools = c["length"].to_numpy(), c["lead"].to_numpy(), c["unique_id"].to_numpy(str)
+        self.pit_length_ = {int(L): np.sort(u[lengths == L]) for L in np.unique(lengths)}
+        self.pit_ = {(int(L), int(a)): np.sort(u[(lengths == L) & (leads == a)]) for L, a in set(zip(lengths, leads))}
         self.pit_all_ = np.sort(u)
-        self.pit_pool_ = {(str(p), int(L)): np.sort(u[(pools == p) & (lengths == L)])
-                          for p, L in set(zip(pools, lengths))}
+        self.pit_pool_ = {(str(p), int(L), int(a)): np.sort(u[(pools == p) & (lengths == L) & (leads == a)])
+                          for p, L, a in set(zip(pools, lengths, leads))}
         return self
 
     # -- prediction --------------------------------------------------------------------------
@@ -290,20 +305,25 @@ class WindowRiskModel(BaseEstimator):
             return np.where(zero, ys[:, 0] * rng.uniform(size=len(x)), out)
         return np.where(zero, 0.0, out)
 
-    def _calibrated(self, pools: np.ndarray, lengths: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """G(v) = share of recent windows whose PIT fell below v: the pool's own, shrunk towards all
-        pools' (`calibration_prior` windows' worth), per window length where there are enough."""
+    def _calibrated(self, pools: np.ndarray, lengths: np.ndarray, leads: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """G(v) = share of recent windows whose PIT fell below v, per window (length, lead): the
+        pool's own, shrunk towards all pools' (`calibration_prior` windows' worth); a window with
+        under 100 recent outcomes borrows those of its length, then of every window."""
         out = np.empty(len(v))
-        for L in np.unique(lengths):
-            s_all = self.pit_.get(int(L))
-            s_all = s_all if s_all is not None and len(s_all) >= 100 else self.pit_all_
-            m = lengths == L
+        keys = pd.MultiIndex.from_arrays([lengths, leads])
+        for L, a in keys.unique():
+            s_all = self.pit_.get((int(L), int(a)))
+            if s_all is None or len(s_all) < 100:
+                s_all = self.pit_length_.get(int(L))
+            if s_all is None or len(s_all) < 100:
+                s_all = self.pit_all_
+            m = (lengths == L) & (leads == a)
             g_all = (np.searchsorted(s_all, v[m], side="left") + 0.5) / (len(s_all) + 1)
             own = np.zeros(m.sum())
             n_own = np.zeros(m.sum())
             for p in np.unique(pools[m]):
-                s_p = self.pit_pool_.get((str(p), int(L)))
-                if s_p is None:
+                s_p = self.pit_pool_.get((str(p), int(L), int(a)))
+                if s_p is None or not len(s_p):
                     continue
                 mp = pools[m] == p
                 own[mp] = np.searchsorted(s_p, v[m][mp], side="left") / len(s_p)
@@ -311,6 +331,11 @@ class WindowRiskModel(BaseEstimator):
             n0 = self.calibration_prior
             out[m] = (n_own * own + n0 * g_all) / (n_own + n0)
         return out
+
+    def calibrated_on(self, length: int, lead: int, min_windows: int = 100) -> bool:
+        """Whether the window (length, lead) has its own recent outcomes to calibrate on."""
+        s = getattr(self, "pit_", {}).get((int(length), int(lead)))
+        return bool(getattr(self, "fitted_", False) and s is not None and len(s) >= min_windows)
 
     def _rows(self, pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         q = pred[[f"q_{lv}" for lv in self.levels]].to_numpy(float)
@@ -326,6 +351,120 @@ class WindowRiskModel(BaseEstimator):
         q, cap, ok = self._rows(pred)
         if ok.any():
             v = self._cdf(q[ok], k[ok] / cap[ok])
-            g = self._calibrated(pred["unique_id"].to_numpy(str)[ok], pred["length"].to_numpy()[ok], v)
+            g = self._calibrated(pred["unique_id"].to_numpy(str)[ok], pred["length"].to_numpy()[ok],
+                                 pred["lead"].to_numpy()[ok], v)
             out[ok] = np.where(k[ok] <= 0, 0.0, g)
+        return out
+
+
+REL = (-0.5, -0.3, -0.2, -0.1, -0.05, -0.02, 0.0, 0.02, 0.05, 0.1, 0.2)
+ABS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+X_FEATURES = ["x", "x_min24", "x_min168", "x_last3"]
+
+
+def _expand(fr: pd.DataFrame, x: np.ndarray | None = None) -> pd.DataFrame:
+    """Rows x thresholds: each (origin, pool, window) row asked "is the minimum under x?" at
+    shares around its own floor and across the range (or at the given per-row `x`)."""
+    if x is None:
+        a = fr["min168"].to_numpy(float)
+        rel = np.clip(a[:, None] + np.asarray(REL)[None, :], 1e-3, 1.0)
+        xs = np.concatenate([rel, np.broadcast_to(np.asarray(ABS), (len(fr), len(ABS)))], axis=1)
+        rep = xs.shape[1]
+        out = fr.loc[fr.index.repeat(rep)].reset_index(drop=True)
+        out["x"] = xs.reshape(-1)
+    else:
+        out = fr.reset_index(drop=True).copy()
+        out["x"] = np.asarray(x, float)
+    for f in ("min24", "min168", "last3"):
+        out[f"x_{f}"] = out["x"] - out[f]
+    return out
+
+
+class WindowBreakClassifier(BaseEstimator):
+    """P(fewest idle GPUs in a window < k) as a classifier of "minimum under threshold x".
+
+    Every training window is asked at a spread of thresholds (around its own floor and across
+    the range); LightGBM learns P(min < x | what was known at the origin, x), monotone in x. The
+    probabilities are then mapped through an isotonic curve fit on the newest pseudo-origins,
+    which the classifier never saw (calibration on recent origins)."""
+
+    def __init__(self, history_days: int = 60, calibration_days: float = 3.0, stride_hours: int = 1,
+                 use_calendar: bool = True, n_estimators: int = 200, learning_rate: float = 0.05,
+                 num_leaves: int = 15, min_child_samples: int = 50, max_rows: int = 600_000, random_state: int = 0):
+        self.history_days = history_days
+        self.calibration_days = calibration_days
+        self.stride_hours = stride_hours
+        self.use_calendar = use_calendar
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.max_rows = max_rows
+        self.random_state = random_state
+
+    def fit(self, series: pd.DataFrame, calendar: pd.DataFrame | None, origin: pd.Timestamp,
+            windows: list[Window]) -> "WindowBreakClassifier":
+        """Learn from pseudo-origins `stride_hours` apart before `origin` whose windows ended by `origin`."""
+        import lightgbm as lgb
+        from sklearn.isotonic import IsotonicRegression
+
+        origin = pd.Timestamp(origin)
+        first = series["ds"].min().floor("h") + pd.Timedelta(days=1)
+        n = int(min(24 * self.history_days, (origin - first) / HOUR) // self.stride_hours)
+        origins = pd.DatetimeIndex([origin - pd.Timedelta(hours=j * self.stride_hours) for j in range(n, 0, -1)])
+        self.features_ = (FEATURES if self.use_calendar else BLIND) + X_FEATURES
+        self.windows_ = list(windows)
+        self.origin_ = origin
+        self.fitted_ = False
+        if len(origins) == 0:
+            return self
+        fr = window_frame(series[series["ds"] < origin], calendar if self.use_calendar else None, origins, windows)
+        fr = fr[(fr["window_start"] + pd.to_timedelta(fr["length"], unit="h") <= origin)
+                & np.isfinite(fr["share"]) & np.isfinite(fr["min168"]) & (fr["gpus_total"] > 0)]
+        newest = fr.groupby(["length", "lead"])["origin"].transform("max")
+        cal_rows = (fr["origin"] > newest - pd.Timedelta(days=self.calibration_days)).to_numpy()
+        fit_fr, cal_fr = fr[~cal_rows], fr[cal_rows]
+        self.n_fit_, self.n_calibration_ = len(fit_fr), len(cal_fr)
+        if len(fit_fr) < 200 or len(cal_fr) < 50:
+            return self
+        rng = np.random.default_rng(self.random_state)
+        per = len(REL) + len(ABS)
+        if len(fit_fr) * per > self.max_rows:
+            fit_fr = fit_fr.iloc[np.sort(rng.choice(len(fit_fr), self.max_rows // per, replace=False))]
+        X = _expand(fit_fr)
+        y = (X["share"] < X["x"]).to_numpy(int)
+        mono = [1 if f in X_FEATURES else 0 for f in self.features_]
+        self.clf_ = lgb.LGBMClassifier(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+                                       num_leaves=self.num_leaves, min_child_samples=self.min_child_samples,
+                                       monotone_constraints=mono, random_state=self.random_state, n_jobs=1,
+                                       verbose=-1).fit(X[self.features_], y)
+        C = _expand(cal_fr)
+        p = self.clf_.predict_proba(C[self.features_])[:, 1]
+        yc = (C["share"] < C["x"]).to_numpy(float)
+        self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, yc)
+        self.reliability_ = pd.DataFrame({"raw": p, "calibrated": self.calibrator_.predict(p), "broke": yc,
+                                          "length": C["length"].to_numpy()})
+        self.fitted_ = True
+        return self
+
+    def predict(self, series: pd.DataFrame, calendar: pd.DataFrame | None = None,
+                origin: pd.Timestamp | None = None) -> pd.DataFrame:
+        """Per pool x window at the fitted origin: the features the break probability is read from."""
+        origin = self.origin_ if origin is None else pd.Timestamp(origin)
+        return window_frame(series[series["ds"] < origin], calendar if self.use_calendar else None,
+                            pd.DatetimeIndex([origin]), self.windows_)
+
+    def break_probability(self, pred: pd.DataFrame, k: np.ndarray) -> np.ndarray:
+        """Calibrated P(window minimum < k GPUs) per row of `predict` (NaN where it cannot say)."""
+        k = np.broadcast_to(np.asarray(k, float), (len(pred),))
+        out = np.full(len(pred), np.nan)
+        if not self.fitted_:
+            return out
+        cap = pred["gpus_total"].to_numpy(float)
+        ok = (cap > 0) & np.isfinite(pred["min168"].to_numpy(float)) & np.isfinite(k)
+        pos = ok & (k > 0)
+        out[ok & (k <= 0)] = 0.0
+        if pos.any():
+            X = _expand(pred[pos], k[pos] / cap[pos])
+            out[pos] = self.calibrator_.predict(self.clf_.predict_proba(X[self.features_])[:, 1])
         return out

@@ -1,11 +1,13 @@
 """Break probabilities of reserved terms and spot blocks at one pricing origin, from the window-risk model.
 
 A d-day reserved promise of k GPUs holds when every sample of its d days has at least k idle.
-The model predicts each day of the term (a 1-day window at its own lead); the term's break
-probability is 1 - prod(1 - p_day): exact if days were independent and an upper bound when they
-move together (a pool that stayed full yesterday is more likely to stay full today, never
-less), so long terms are never sold on a looser risk than their days. Spot blocks are windows
-of their own (`block_hours` long, at every lead of the spot horizon).
+Once the history holds enough finished d-day windows to calibrate on, the model reads the term
+directly (its own window). Before that - a young fleet, a 30-day term - it predicts each day of
+the term (a 1-day window at its own lead) and the term's break probability is
+1 - prod(1 - p_day): exact if days were independent and an upper bound when they move together
+(a pool that stayed full yesterday is more likely to stay full today, never less), so a term is
+never sold on a looser risk than its days. Spot blocks are windows of their own (`block_hours`
+long, at every lead of the spot horizon).
 
 Offer sizing asks the inverse: the largest k whose break probability stays at or under a target.
 """
@@ -34,12 +36,13 @@ class CapacityRisk:
 
     @classmethod
     def fit(cls, series: pd.DataFrame, calendar: pd.DataFrame | None, origin: pd.Timestamp, reserved_start: pd.Timestamp,
-            max_term_days: int, spot_start: pd.Timestamp, block_hours: int, spot_days: int,
+            terms_days: tuple[int, ...], spot_start: pd.Timestamp, block_hours: int, spot_days: int,
             model: WindowRiskModel | None = None) -> "CapacityRisk":
         """Fit on history before `origin` (nothing later is read) and predict the windows on sale."""
         a = int((reserved_start - origin) / HOUR)
         b = int((spot_start - origin) / HOUR)
-        windows = [Window(a + 24 * j, 24) for j in range(max_term_days)]
+        windows = [Window(a + 24 * j, 24) for j in range(max(terms_days, default=0))]
+        windows += [Window(a, 24 * d) for d in sorted(terms_days) if d > 1]
         windows += [Window(b + block_hours * j, block_hours) for j in range(spot_days * 24 // block_hours)]
         m = (model or WindowRiskModel()).fit(series, calendar, origin, windows)
         pred = m.predict(series, calendar, origin)
@@ -54,9 +57,20 @@ class CapacityRisk:
         p = self.pred[(self.pred["length"] == 24) & (self.pred["lead"] >= a) & (self.pred["lead"] < a + 24 * days)]
         return p[p["unique_id"].isin(pools)]
 
+    def direct(self, days: int) -> bool:
+        """Whether the `days`-day term is read from its own window (enough finished ones to calibrate on)."""
+        a = int((self.reserved_start - self.origin) / HOUR)
+        return days == 1 or self.model.calibrated_on(24 * days, a)
+
     def term_break(self, pools: list[str], days: int, k: np.ndarray) -> np.ndarray:
         """P(a `days`-day promise of k GPUs from the reserved start breaks), per pool (NaN: cannot say)."""
         k = np.asarray(k, float)
+        if days > 1 and self.direct(days):
+            a = int((self.reserved_start - self.origin) / HOUR)
+            p = self.pred[(self.pred["length"] == 24 * days) & (self.pred["lead"] == a)]
+            p = p.set_index("unique_id").reindex(pools).reset_index()
+            p["length"], p["lead"] = 24 * days, a
+            return self.model.break_probability(p, k)
         p = self._days(pools, days)
         kk = p["unique_id"].map(dict(zip(pools, k))).to_numpy(float)
         r = self.model.break_probability(p, kk)
@@ -112,5 +126,5 @@ def fit_capacity_risk(series: pd.DataFrame, calendar: pd.DataFrame | None, valid
                       model: WindowRiskModel | None = None) -> CapacityRisk:
     """The risk a pricing pass at `valid_from` sells against: reserved from the next UTC midnight,
     spot from the next block boundary (the same windows pricing.optimizer offers)."""
-    return CapacityRisk.fit(series, calendar, valid_from, valid_from.ceil("D"), max(rules.reserved_terms_days),
+    return CapacityRisk.fit(series, calendar, valid_from, valid_from.ceil("D"), tuple(rules.reserved_terms_days),
                             valid_from.ceil(f"{rules.block_hours}h"), rules.block_hours, rules.spot_days, model)
