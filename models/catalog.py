@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.anchor import ShortLeadAnchor
 from models.base import Forecaster
 from models.ensemble import MeanEnsemble
 from models.lgbm import LGBMDirect
@@ -12,10 +13,16 @@ from models.seasonal import MSTLForecaster
 KNOWN = ("naive", "snaive_24", "snaive_168", "mstl", "lgbm", "lgbm_nocal", "ensemble")
 
 
-def build(name: str, horizon: int, lgbm: dict[str, Any] | None = None, processes: int = 1) -> Forecaster:
+def build(name: str, horizon: int, lgbm: dict[str, Any] | None = None, processes: int = 1,
+          anchor_decay: float = 0.85) -> Forecaster:
     """One unfitted forecaster. `lgbm` holds LGBMDirect keyword arguments (country, tz, trees...);
-    `processes` parallelises the per-pool statistical model."""
-    lgbm = dict(lgbm or {})
+    `processes` parallelises the per-pool statistical model; every model but `naive` (which is
+    the last observation already) starts its path at the last observed hour (`anchor_decay`, 0 = off)."""
+    m = _build(name, horizon, dict(lgbm or {}), processes)
+    return ShortLeadAnchor(m, anchor_decay) if anchor_decay > 0 and name != "naive" else m
+
+
+def _build(name: str, horizon: int, lgbm: dict[str, Any], processes: int) -> Forecaster:
     if name == "naive":
         return Naive()
     if name.startswith("snaive_"):
@@ -32,7 +39,7 @@ def build(name: str, horizon: int, lgbm: dict[str, Any] | None = None, processes
 
 
 def build_all(names: list[str], horizon: int, lgbm: dict[str, Any] | None = None,
-              processes: int = 1) -> list[Forecaster]:
+              processes: int = 1, anchor_decay: float = 0.85) -> list[Forecaster]:
     if not names:
         raise ValueError("no candidate models configured")
-    return [build(n, horizon, lgbm, processes) for n in names]
+    return [build(n, horizon, lgbm, processes, anchor_decay) for n in names]

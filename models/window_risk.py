@@ -179,12 +179,14 @@ def window_frame(series: pd.DataFrame, calendar: pd.DataFrame | None, origins: p
 class WindowRiskModel(BaseEstimator):
     """P(fewest idle GPUs in a window < k), pooled over pools, calibrated on recent origins.
 
-    Parameters: `levels` the quantile levels fitted; `history_days` pseudo-origins looked back;
-    `calibration_days` the newest pseudo-origins kept out of fitting to calibrate on;
+    Parameters: `levels` the quantile levels fitted; `history_days` pseudo-origins looked back
+    (`stride_hours` apart, more when pools x windows x origins would pass `max_rows`);
+    `calibration_days` at most this many days of the newest pseudo-origins are kept out of fitting
+    to calibrate on (a week covers every weekday; a young history keeps 30% of its span, at least 2 days);
     `use_calendar` False gives the calendar-blind model (for comparison)."""
 
-    def __init__(self, levels: tuple[float, ...] = LEVELS, history_days: int = 60, calibration_days: float = 3.0,
-                 stride_hours: int = 1,
+    def __init__(self, levels: tuple[float, ...] = LEVELS, history_days: int = 60, calibration_days: float = 7.0,
+                 stride_hours: int = 1, max_rows: int = 250_000,
                  use_calendar: bool = True, n_estimators: int = 150, learning_rate: float = 0.05,
                  num_leaves: int = 15, min_child_samples: int = 20, calibration_prior: float = 50.0,
                  anchor: str = "min168", random_state: int = 0):
@@ -192,6 +194,7 @@ class WindowRiskModel(BaseEstimator):
         self.history_days = history_days
         self.calibration_days = calibration_days
         self.stride_hours = stride_hours
+        self.max_rows = max_rows
         self.use_calendar = use_calendar
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -214,8 +217,12 @@ class WindowRiskModel(BaseEstimator):
 
         origin = pd.Timestamp(origin)
         first = series["ds"].min().floor("h") + pd.Timedelta(days=1)
-        n = int(min(24 * self.history_days, (origin - first) / HOUR) // self.stride_hours)
-        origins = pd.DatetimeIndex([origin - pd.Timedelta(hours=j * self.stride_hours) for j in range(n, 0, -1)])
+        span = int(min(24 * self.history_days, (origin - first) / HOUR))
+        # pseudo-origins an hour apart, thinned when pools x windows x origins would exceed max_rows
+        pools = series["unique_id"].nunique()
+        stride = max(self.stride_hours, int(np.ceil(span * pools * len(windows) / self.max_rows)))
+        origins = pd.DatetimeIndex([origin - pd.Timedelta(hours=j * stride) for j in range(span // stride, 0, -1)])
+        self.stride_ = stride
         self.features_ = FEATURES if self.use_calendar else BLIND
         self.windows_ = list(windows)
         self.origin_ = origin
@@ -226,9 +233,11 @@ class WindowRiskModel(BaseEstimator):
         fr = window_frame(series[series["ds"] < origin], cal, origins, windows)
         fr = fr[(fr["window_start"] + pd.to_timedelta(fr["length"], unit="h") <= origin)
                 & np.isfinite(fr["share"]) & np.isfinite(fr[self.anchor]) & (fr["gpus_total"] > 0)]
-        # the newest `calibration_days` usable origins of each window calibrate it; the rest fit
+        # the newest usable origins of each window calibrate it; the rest fit
         newest = fr.groupby(["length", "lead"])["origin"].transform("max")
-        cal_rows = fr["origin"] > newest - pd.Timedelta(days=self.calibration_days)
+        span = (newest - fr["origin"].min()) / pd.Timedelta(days=1)
+        days = np.clip(0.3 * span, min(2.0, self.calibration_days), self.calibration_days)
+        cal_rows = fr["origin"] > newest - pd.to_timedelta(days, unit="D")
         fit_rows = fr[~cal_rows]
         self.n_fit_, self.n_calibration_ = len(fit_rows), int(cal_rows.sum())
         if len(fit_rows) < 5 * self.min_child_samples or self.n_calibration_ < 20:
@@ -245,7 +254,8 @@ class WindowRiskModel(BaseEstimator):
         self.fitted_ = True
         c = fr[cal_rows].copy()
         qc = self._quantiles(c)
-        u = self._cdf(qc, c["share"].to_numpy(float), np.random.default_rng(self.random_state))
+        cap_c = c["gpus_total"].to_numpy(float)
+        u = self._pit(qc, c["share"].to_numpy(float) * cap_c, cap_c, np.random.default_rng(self.random_state))
         for j, lv in enumerate(self.levels):
             c[f"q_{lv}"] = qc[:, j]
         self.calibration_frame_ = c
@@ -288,22 +298,24 @@ class WindowRiskModel(BaseEstimator):
         xs = np.maximum.accumulate(xs + 1e-12 * np.arange(m + 2), axis=1)  # strictly increasing shares
         return xs, ys
 
-    def _cdf(self, q: np.ndarray, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        """F(x) per row, linear between the knots; P(min < x) for x > 0, 0 at x <= 0.
+    def _cdf(self, q: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """F(x) = P(share <= x) per row, linear between the knots; 0 below share 0.
 
-        A window can be fully busy: the knots at share 0 are an atom, F(0) = its mass. With `rng`
-        (PITs of realized outcomes) a minimum of exactly 0 draws u uniformly inside that atom, so
-        the PITs stay uniform when the model is right about how often pools fill up."""
+        A window can be fully busy: the knots at share 0 are an atom, F(0) = its mass."""
         xs, ys = self._knots(q)
         x = np.asarray(x, float)
         j = np.clip((xs <= x[:, None]).sum(axis=1) - 1, 0, xs.shape[1] - 2)
         r = np.arange(len(x))
         w = np.clip((x - xs[r, j]) / (xs[r, j + 1] - xs[r, j]), 0, 1)
         out = ys[r, j] + w * (ys[r, j + 1] - ys[r, j])
-        zero = x <= 0
-        if rng is not None:
-            return np.where(zero, ys[:, 0] * rng.uniform(size=len(x)), out)
-        return np.where(zero, 0.0, out)
+        return np.where(x < 0, 0.0, out)
+
+    def _pit(self, q: np.ndarray, gpus: np.ndarray, cap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Randomized PIT of realized minima on the GPU grid: uniform on [F(y - 1/2), F(y + 1/2)]
+        (GPU counts are whole; half a GPU either side is the continuity correction)."""
+        lo = self._cdf(q, (gpus - 0.5) / cap)
+        hi = self._cdf(q, (gpus + 0.5) / cap)
+        return lo + rng.uniform(size=len(lo)) * (hi - lo)
 
     def _calibrated(self, pools: np.ndarray, lengths: np.ndarray, leads: np.ndarray, v: np.ndarray) -> np.ndarray:
         """G(v) = share of recent windows whose PIT fell below v, per window (length, lead): the
@@ -318,7 +330,8 @@ class WindowRiskModel(BaseEstimator):
             if s_all is None or len(s_all) < 100:
                 s_all = self.pit_all_
             m = (lengths == L) & (leads == a)
-            g_all = (np.searchsorted(s_all, v[m], side="left") + 0.5) / (len(s_all) + 1)
+            # P(U <= v): a promise of k breaks when the minimum is k - 1 or less
+            g_all = (np.searchsorted(s_all, v[m], side="right") + 0.5) / (len(s_all) + 1)
             own = np.zeros(m.sum())
             n_own = np.zeros(m.sum())
             for p in np.unique(pools[m]):
@@ -326,7 +339,7 @@ class WindowRiskModel(BaseEstimator):
                 if s_p is None or not len(s_p):
                     continue
                 mp = pools[m] == p
-                own[mp] = np.searchsorted(s_p, v[m][mp], side="left") / len(s_p)
+                own[mp] = np.searchsorted(s_p, v[m][mp], side="right") / len(s_p)
                 n_own[mp] = len(s_p)
             n0 = self.calibration_prior
             out[m] = (n_own * own + n0 * g_all) / (n_own + n0)
@@ -350,121 +363,9 @@ class WindowRiskModel(BaseEstimator):
             return out
         q, cap, ok = self._rows(pred)
         if ok.any():
-            v = self._cdf(q[ok], k[ok] / cap[ok])
+            v = self._cdf(q[ok], (k[ok] - 0.5) / cap[ok])
             g = self._calibrated(pred["unique_id"].to_numpy(str)[ok], pred["length"].to_numpy()[ok],
                                  pred["lead"].to_numpy()[ok], v)
             out[ok] = np.where(k[ok] <= 0, 0.0, g)
         return out
 
-
-REL = (-0.5, -0.3, -0.2, -0.1, -0.05, -0.02, 0.0, 0.02, 0.05, 0.1, 0.2)
-ABS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
-X_FEATURES = ["x", "x_min24", "x_min168", "x_last3"]
-
-
-def _expand(fr: pd.DataFrame, x: np.ndarray | None = None) -> pd.DataFrame:
-    """Rows x thresholds: each (origin, pool, window) row asked "is the minimum under x?" at
-    shares around its own floor and across the range (or at the given per-row `x`)."""
-    if x is None:
-        a = fr["min168"].to_numpy(float)
-        rel = np.clip(a[:, None] + np.asarray(REL)[None, :], 1e-3, 1.0)
-        xs = np.concatenate([rel, np.broadcast_to(np.asarray(ABS), (len(fr), len(ABS)))], axis=1)
-        rep = xs.shape[1]
-        out = fr.loc[fr.index.repeat(rep)].reset_index(drop=True)
-        out["x"] = xs.reshape(-1)
-    else:
-        out = fr.reset_index(drop=True).copy()
-        out["x"] = np.asarray(x, float)
-    for f in ("min24", "min168", "last3"):
-        out[f"x_{f}"] = out["x"] - out[f]
-    return out
-
-
-class WindowBreakClassifier(BaseEstimator):
-    """P(fewest idle GPUs in a window < k) as a classifier of "minimum under threshold x".
-
-    Every training window is asked at a spread of thresholds (around its own floor and across
-    the range); LightGBM learns P(min < x | what was known at the origin, x), monotone in x. The
-    probabilities are then mapped through an isotonic curve fit on the newest pseudo-origins,
-    which the classifier never saw (calibration on recent origins)."""
-
-    def __init__(self, history_days: int = 60, calibration_days: float = 3.0, stride_hours: int = 1,
-                 use_calendar: bool = True, n_estimators: int = 200, learning_rate: float = 0.05,
-                 num_leaves: int = 15, min_child_samples: int = 50, max_rows: int = 600_000, random_state: int = 0):
-        self.history_days = history_days
-        self.calibration_days = calibration_days
-        self.stride_hours = stride_hours
-        self.use_calendar = use_calendar
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_child_samples = min_child_samples
-        self.max_rows = max_rows
-        self.random_state = random_state
-
-    def fit(self, series: pd.DataFrame, calendar: pd.DataFrame | None, origin: pd.Timestamp,
-            windows: list[Window]) -> "WindowBreakClassifier":
-        """Learn from pseudo-origins `stride_hours` apart before `origin` whose windows ended by `origin`."""
-        import lightgbm as lgb
-        from sklearn.isotonic import IsotonicRegression
-
-        origin = pd.Timestamp(origin)
-        first = series["ds"].min().floor("h") + pd.Timedelta(days=1)
-        n = int(min(24 * self.history_days, (origin - first) / HOUR) // self.stride_hours)
-        origins = pd.DatetimeIndex([origin - pd.Timedelta(hours=j * self.stride_hours) for j in range(n, 0, -1)])
-        self.features_ = (FEATURES if self.use_calendar else BLIND) + X_FEATURES
-        self.windows_ = list(windows)
-        self.origin_ = origin
-        self.fitted_ = False
-        if len(origins) == 0:
-            return self
-        fr = window_frame(series[series["ds"] < origin], calendar if self.use_calendar else None, origins, windows)
-        fr = fr[(fr["window_start"] + pd.to_timedelta(fr["length"], unit="h") <= origin)
-                & np.isfinite(fr["share"]) & np.isfinite(fr["min168"]) & (fr["gpus_total"] > 0)]
-        newest = fr.groupby(["length", "lead"])["origin"].transform("max")
-        cal_rows = (fr["origin"] > newest - pd.Timedelta(days=self.calibration_days)).to_numpy()
-        fit_fr, cal_fr = fr[~cal_rows], fr[cal_rows]
-        self.n_fit_, self.n_calibration_ = len(fit_fr), len(cal_fr)
-        if len(fit_fr) < 200 or len(cal_fr) < 50:
-            return self
-        rng = np.random.default_rng(self.random_state)
-        per = len(REL) + len(ABS)
-        if len(fit_fr) * per > self.max_rows:
-            fit_fr = fit_fr.iloc[np.sort(rng.choice(len(fit_fr), self.max_rows // per, replace=False))]
-        X = _expand(fit_fr)
-        y = (X["share"] < X["x"]).to_numpy(int)
-        mono = [1 if f in X_FEATURES else 0 for f in self.features_]
-        self.clf_ = lgb.LGBMClassifier(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
-                                       num_leaves=self.num_leaves, min_child_samples=self.min_child_samples,
-                                       monotone_constraints=mono, random_state=self.random_state, n_jobs=1,
-                                       verbose=-1).fit(X[self.features_], y)
-        C = _expand(cal_fr)
-        p = self.clf_.predict_proba(C[self.features_])[:, 1]
-        yc = (C["share"] < C["x"]).to_numpy(float)
-        self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, yc)
-        self.reliability_ = pd.DataFrame({"raw": p, "calibrated": self.calibrator_.predict(p), "broke": yc,
-                                          "length": C["length"].to_numpy()})
-        self.fitted_ = True
-        return self
-
-    def predict(self, series: pd.DataFrame, calendar: pd.DataFrame | None = None,
-                origin: pd.Timestamp | None = None) -> pd.DataFrame:
-        """Per pool x window at the fitted origin: the features the break probability is read from."""
-        origin = self.origin_ if origin is None else pd.Timestamp(origin)
-        return window_frame(series[series["ds"] < origin], calendar if self.use_calendar else None,
-                            pd.DatetimeIndex([origin]), self.windows_)
-
-    def break_probability(self, pred: pd.DataFrame, k: np.ndarray) -> np.ndarray:
-        """Calibrated P(window minimum < k GPUs) per row of `predict` (NaN where it cannot say)."""
-        k = np.broadcast_to(np.asarray(k, float), (len(pred),))
-        out = np.full(len(pred), np.nan)
-        if not self.fitted_:
-            return out
-        cap = pred["gpus_total"].to_numpy(float)
-        ok = (cap > 0) & np.isfinite(pred["min168"].to_numpy(float)) & np.isfinite(k)
-        pos = ok & (k > 0)
-        out[ok & (k <= 0)] = 0.0
-        if pos.any():
-            X = _expand(pred[pos], k[pos] / cap[pos])
-            out[pos] = self.calibrator_.predict(self.clf_.predict_proba(X[self.features_])[:, 1])
-        return out

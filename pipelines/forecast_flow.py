@@ -78,7 +78,7 @@ def load_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
 @task
 def run_backtest(df: pd.DataFrame, calendar: pd.DataFrame, settings: Settings) -> BacktestReport:
     f = settings.forecast
-    candidates = catalog.build_all(f.models, f.backtest_horizon_hours, _lgbm_kwargs(f), f.processes)
+    candidates = catalog.build_all(f.models, f.backtest_horizon_hours, _lgbm_kwargs(f), f.processes, f.anchor_decay)
     return backtest_and_select(
         candidates, df, calendar, h=f.backtest_horizon_hours, n_windows=f.backtest_windows,
         step=f.backtest_step_hours, window=f.backtest_window, window_size=f.backtest_window_hours,
@@ -89,7 +89,7 @@ def run_backtest(df: pd.DataFrame, calendar: pd.DataFrame, settings: Settings) -
 @task
 def fit_final(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, settings: Settings):
     f = settings.forecast
-    candidates = catalog.build_all(f.models, full_horizon(f), _lgbm_kwargs(f), f.processes)
+    candidates = catalog.build_all(f.models, full_horizon(f), _lgbm_kwargs(f), f.processes, f.anchor_decay)
     return final_forecaster(bt, candidates).fit(df, calendar)
 
 

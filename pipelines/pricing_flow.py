@@ -449,7 +449,8 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
         con.close()
     market = market_for(pools, df.groupby("unique_id")["gpus_total"].max(), settings)
     h = p.backtest_lead_hours + 24 * max(max(rules.reserved_terms_days), rules.spot_days) + rules.block_hours
-    model = catalog.build(p.backtest_model, h, _lgbm_kwargs(settings.forecast), settings.forecast.processes)
+    model = catalog.build(p.backtest_model, h, _lgbm_kwargs(settings.forecast), settings.forecast.processes,
+                          settings.forecast.anchor_decay)
     rep = pricing_backtest(model, df, cal, market, rules, p.demand_model().fit(None), p.backtest_lead_hours,
                            p.backtest_windows, p.naive_discount,
                            on_window=lambda done, total: progress("price_backtest", (done, total)),

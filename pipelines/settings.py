@@ -70,6 +70,8 @@ class ForecastSettings(BaseModel):
         default_factory=lambda: ["naive", "snaive_24", "snaive_168", "mstl", "lgbm", "ensemble"],
         description="candidates backtested; the champion is the per-pool selection among them",
     )
+    anchor_decay: float = Field(0.85, ge=0, lt=1, description="every model but naive starts its path at the last "
+                                "observed hour, the gap fading by this factor an hour (0 = off)")
     backtest_horizon_hours: int = Field(24, ge=1)
     backtest_windows: int = Field(7, ge=1)
     backtest_step_hours: int = Field(24, ge=1)
@@ -135,7 +137,8 @@ class RiskModelSettings(BaseModel):
 
     enabled: bool = Field(True, description="false = the older forecast-quantile rules with the drawdown guard")
     history_days: int = Field(60, ge=3, description="pseudo-origins (one an hour) looked back over")
-    calibration_days: float = Field(3.0, gt=0, description="newest pseudo-origins kept out of fitting to calibrate on")
+    calibration_days: float = Field(7.0, gt=0, description="at most this many days of the newest pseudo-origins are "
+                                    "kept out of fitting to calibrate on (30% of a younger history, at least 2)")
     calibration_prior: float = Field(50.0, ge=0, description="recent windows of all pools a pool's own calibration "
                                      "is shrunk towards")
     use_calendar: bool = Field(True, description="planned runs as known at each origin are model inputs")

@@ -54,11 +54,11 @@ def con(db_path: Path):
     c.close()
 
 
-def fleet_frames(pools: int = 6, days: int = 35, seed: int = 0):
+def fleet_frames(pools: int = 6, days: int = 35, seed: int = 0, plan_lead_days: tuple[int, int] = (1, 10)):
     """A synthetic fleet where planned runs drive idle capacity: (series frame, calendar)."""
     from warehouse.synthetic import FleetSpec, generate_calendar, generate_pool_busy
 
-    spec = FleetSpec(pools=pools, days=days, seed=seed, plan_horizon_days=14)
+    spec = FleetSpec(pools=pools, days=days, seed=seed, plan_horizon_days=14, plan_lead_days=plan_lead_days)
     cal = generate_calendar(spec)
     truth = generate_pool_busy(spec, cal)
     df = truth.assign(y=(truth["gpus_total"] - truth["busy_gpus"]).astype(float))
@@ -86,3 +86,10 @@ def load_fleet(settings, files) -> None:
         pool_hourly.refresh(con)
     finally:
         con.close()
+
+
+@pytest.fixture(scope="session")
+def fleet_with_plan():
+    """A fleet whose planned runs are known 8-14 days ahead, y_min = y (hourly truth)."""
+    df, cal = fleet_frames(pools=4, days=28, seed=3, plan_lead_days=(8, 14))
+    return df.assign(y_min=df["y"]), cal

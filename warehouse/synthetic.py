@@ -105,6 +105,7 @@ class FleetSpec:
     outage_rate: float = 0.002  # share of node-hours with no telemetry at all
     pool_gap_hours: int = 2  # per pool, one gap of this many hours where the pool is silent (0 = none)
     plan_horizon_days: int = 14  # calendar runs planned past the end of the telemetry window
+    plan_lead_days: tuple[int, int] = _LEAD_DAYS  # final plan known this long before a run starts (uniform)
 
     def __post_init__(self) -> None:
         if self.pools < 1:
@@ -127,6 +128,8 @@ class FleetSpec:
             raise ValueError("start must be on a whole hour")
         if self.days < 1:
             raise ValueError("days must be >= 1")
+        if not 0 <= self.plan_lead_days[0] <= self.plan_lead_days[1]:
+            raise ValueError("plan_lead_days must be (low, high) with 0 <= low <= high")
         if self.interval_s < 1 or 86400 % self.interval_s != 0:
             raise ValueError("interval_s must divide one day (86400 s)")
         if not 0.0 <= self.outage_rate < 1.0:
@@ -228,7 +231,7 @@ def _pool_runs(spec: FleetSpec, pool: int) -> dict[str, np.ndarray]:
             "dur": rng.integers(_RUN_HOURS[0], _RUN_HOURS[1] + 1, block),
             "nodes": rng.integers(lo, hi + 1, block),
             "priority": rng.integers(1, 4, block),
-            "lead_min": rng.integers(_LEAD_DAYS[0] * 1440, _LEAD_DAYS[1] * 1440 + 1, block),
+            "lead_min": rng.integers(spec.plan_lead_days[0] * 1440, spec.plan_lead_days[1] * 1440 + 1, block),
             "earlier": rng.random(block) < _EARLIER_SHARE,
             "shift_h": rng.integers(_EARLIER_SHIFT_H[0], _EARLIER_SHIFT_H[1] + 1, block)
             * rng.choice(np.array([-1, 1]), block),
