@@ -4,7 +4,7 @@ For each fleet the real pricing backtest (pricing.backtest.pricing_backtest) rep
 origins: the window-risk model is refit at every origin on the history before it, sizes reserved
 terms (per-lease break target, capped by the newsvendor level) and spot blocks (risk target =
 spot_offer_quantile), and the offers are scored on what happened, at sample level. The break
-target is chosen on the earlier half of the origins (largest with safety >= 0.97) and scored on
+target is chosen on the earlier half of the origins (most offered with safety >= 0.97; the smallest such target) and scored on
 the later half; the spot risk is judged on the later half against a constant at the early rate.
 
 Fleets:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.panel import panel_from_long
 from models.base import QCOLS, Forecaster
 
 RECENT_HOURS = 3
@@ -33,12 +34,12 @@ class ShortLeadAnchor(Forecaster):
         if not 0 <= self.decay < 1:
             raise ValueError(f"decay must be in [0, 1), got {self.decay}")
         self.forecaster.fit(df, calendar)
-        self.panel_ = self.forecaster._history(None)
+        self.panel_ = panel_from_long(df)
         return self
 
     def predict(self, h: int, X_df: pd.DataFrame | None = None, new_df: pd.DataFrame | None = None) -> pd.DataFrame:
         fc = self.forecaster.predict(h, X_df=X_df, new_df=new_df)
-        panel = self.forecaster._history(new_df)
+        panel = self._history(new_df)
         last = panel.last_observed()
         ok = (last >= panel.T - RECENT_HOURS) & (last >= 0)
         y_last = pd.Series(np.where(ok, panel.y[np.arange(panel.n), np.clip(last, 0, None)], np.nan),

@@ -713,7 +713,7 @@ def price_backtest(
             later = curve[(curve["origins"] == "later") & (curve["target"] == chosen)]
             tail = (f": on the later origins safety {later['safety'].iloc[0]:.3f}, achievable "
                     f"{later['achievable'].iloc[0]:.3f}") if len(later) else ""
-            console.print(f"break target chosen on the early origins (largest with safety >= {SAFETY_BAR:g}): "
+            console.print(f"break target chosen on the early origins (most offered with safety >= {SAFETY_BAR:g}): "
                           f"{chosen:g}{tail}; in force: {in_force:g} ([pricing] reserved_break_target)")
     cal = out.get("calibration")
     if cal is not None:

@@ -214,7 +214,8 @@ def _mlflow_run(settings: Settings, as_of: pd.Timestamp, parent_run_id: str | No
 @task
 def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: pd.DataFrame | None,
                 diff: pd.DataFrame | None, demand: DemandModel | None, sheet_paths: tuple[Path, Path] | None,
-                overrides_log: pd.DataFrame | None = None, findings: pd.DataFrame | None = None) -> None:
+                overrides_log: pd.DataFrame | None = None, findings: pd.DataFrame | None = None,
+                risk=None) -> None:
     from mlflow.tracking import MlflowClient
 
     from pricing.plots import price_vs_reference
@@ -263,6 +264,8 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
         if demand is not None:
             demand.table().to_csv(t / "demand_fit.csv", index=False)
             c.log_artifact(run_id, str(t / "demand_fit.csv"), "demand")
+        if risk is not None:
+            _log_risk_model(c, run_id, risk, t)
         ov = p.overrides
         if ov is not None and Path(ov).exists():  # the file as it was when this run priced
             c.log_artifact(run_id, str(ov), "overrides")
@@ -270,6 +273,30 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
             overrides_log.to_csv(t / "overrides_applied.csv", index=False)
             c.log_artifact(run_id, str(t / "overrides_applied.csv"), "overrides")
     c.set_terminated(run_id, "FINISHED" if result["status"] != "failed" else "FAILED")
+
+
+def _log_risk_model(c, run_id: str, risk, t: Path) -> None:
+    """What the window-risk model learned from and how its risks held up on the windows it was
+    calibrated on (the reliability curve stored with the night's model)."""
+    from pricing.risk_calibration import reliability, reliability_chart
+
+    m = risk.model
+    c.set_tag(run_id, "risk_model", "fitted" if risk.fitted else "not fitted (too little history): forecast rules")
+    for k in ("n_fit_", "n_calibration_", "n_decisions_", "stride_"):
+        if hasattr(m, k):
+            c.log_metric(run_id, f"risk_model.{k.rstrip('_')}", float(getattr(m, k)))
+    if not risk.fitted or getattr(m, "decisions_", None) is None or m.decisions_.empty:
+        return
+    d = m.decisions_
+    after = m.decision_map_.predict(d["risk"]) if m.decision_map_ is not None else d["risk"].to_numpy()
+    bands = pd.concat([reliability(d["risk"], d["broke"]).assign(risk="raw"),
+                       reliability(after, d["broke"]).assign(risk="calibrated")], ignore_index=True)
+    out = t / "risk_model"
+    out.mkdir(exist_ok=True)
+    bands.to_csv(out / "reliability.csv", index=False)
+    (out / "reliability.png").write_bytes(reliability_chart(
+        bands, f"window risk on its {len(d):,} replayed offers (newest windows before the origin)"))
+    c.log_artifacts(run_id, str(out), "risk_model")
 
 
 def _store_findings(settings: Settings, run_id: str, findings: pd.DataFrame) -> None:
@@ -299,7 +326,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
     logger = get_run_logger()
     as_of_ts = _utc(as_of or datetime.now(timezone.utc))
     run_id = _mlflow_run(settings, as_of_ts, parent_run_id)
-    items = diff = demand = paths = overrides_log = findings = None
+    items = diff = demand = paths = overrides_log = findings = risk = None
     ref_warnings: list[str] = []
     in_force = True
     last_version = None
@@ -415,7 +442,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         logger.error("sheet v%s %s, but the pricing run was not recorded: %s", result["version"], result["status"], exc)
         result.setdefault("warnings", []).append(f"pricing_runs not recorded: {exc}")
     try:
-        log_pricing(run_id, settings, result, items, diff, demand, paths, overrides_log, findings)
+        log_pricing(run_id, settings, result, items, diff, demand, paths, overrides_log, findings, risk)
     except Exception as exc:  # noqa: BLE001
         logger.error("sheet v%s %s, but MLflow logging failed: %s", result["version"], result["status"], exc)
         result.setdefault("warnings", []).append(f"MLflow logging incomplete: {exc}")

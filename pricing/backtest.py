@@ -324,9 +324,14 @@ def target_curve(curve: pd.DataFrame, origins: list[pd.Timestamp], early_share: 
 
 
 def choose_target(table: pd.DataFrame, safety_bar: float = 0.97) -> float | None:
-    """The largest break target whose reserved safety on the early origins meets the bar (None: none does)."""
-    e = table[(table["origins"] == "early") & (table["safety"] >= safety_bar)]
-    return float(e["target"].max()) if len(e) else None
+    """The break target that sells the most on the early origins with reserved safety at or above
+    the bar (None: none does); among targets selling the same (the newsvendor level binds above
+    some target), the smallest."""
+    e = table[(table["origins"] == "early") & (table["safety"] >= safety_bar)].copy()
+    if e.empty:
+        return None
+    best = e["offered_gpu_hours"].max()
+    return float(e.loc[e["offered_gpu_hours"] >= best - 1e-6, "target"].min())
 
 
 SIZE_BANDS = (0, 16, 64, 256, np.inf)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.window_risk import Window, WindowRiskModel
+from models.window_risk import Window, WindowRiskModel, largest_under
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -82,7 +82,7 @@ class CapacityRisk:
     def term_largest(self, pools: list[str], caps: np.ndarray, days: int, target: np.ndarray) -> np.ndarray:
         """The most GPUs per pool whose `days`-day break probability stays at or under `target`."""
         target = np.broadcast_to(np.asarray(target, float), (len(pools),))
-        return _bisect(lambda k: self.term_break(pools, days, k), np.nan_to_num(np.asarray(caps, float)), target)
+        return largest_under(lambda k: self.term_break(pools, days, k), np.nan_to_num(np.asarray(caps, float)), target)
 
     def _blocks(self, pools: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
         b = int((self.spot_start - self.origin) / HOUR)
@@ -104,22 +104,9 @@ class CapacityRisk:
         _, leads = self._blocks(pools)
         nb = len(leads)
         cap = np.repeat(np.nan_to_num(np.asarray(caps, float)), nb)
-        flat = _bisect(lambda k: self.block_break(pools, k.reshape(len(pools), nb)).reshape(-1), cap,
+        flat = largest_under(lambda k: self.block_break(pools, k.reshape(len(pools), nb)).reshape(-1), cap,
                        np.full(len(cap), target))
         return flat.reshape(len(pools), nb)
-
-
-def _bisect(risk, cap: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Largest integer k in [0, cap] with risk(k) <= target (risk grows with k; NaN risk = too risky)."""
-    lo = np.zeros(len(cap))
-    hi = np.where(np.isfinite(target), np.floor(cap), 0.0)
-    while (hi > lo).any():
-        mid = np.where(hi > lo, np.ceil((lo + hi) / 2), 0.0)
-        r = risk(mid)
-        good = (hi > lo) & (np.nan_to_num(r, nan=np.inf) <= target)
-        lo = np.where(good, mid, lo)
-        hi = np.where((hi > lo) & ~good, mid - 1, hi)
-    return lo
 
 
 def fit_capacity_risk(series: pd.DataFrame, calendar: pd.DataFrame | None, valid_from: pd.Timestamp, rules,

@@ -121,3 +121,29 @@ def test_the_oracle_ignores_windows_that_are_not_scored(monkeypatch) -> None:
     kept = rows[rows["observed"] >= MIN_OBSERVED]
     assert oracle_gpu_hours(kept).tolist() == [5 * 24]
     assert oracle_gpu_hours(rows).tolist() == [1 * 168, 4 * 24]  # nesting both would cut the 1d window to 4
+
+
+def test_risk_model_backtest_reports_a_target_curve_chosen_on_early_origins(fleet_with_plan) -> None:
+    from models.window_risk import WindowRiskModel
+    from pricing.backtest import by_pool_size, choose_target, target_curve
+
+    df, cal = fleet_with_plan
+    df = df.assign(gpu_model=df["unique_id"].str.split("-").str[-1].str.upper())
+    rules = PricingRules(reserved_terms_days=(1, 7), term_discount={1: 0.0, 7: 0.05})
+    rep = pricing_backtest(SeasonalNaive(24), df, cal, _market(df), rules, DemandModel().fit(None), lead_hours=6,
+                           n_windows=4, risk_model=WindowRiskModel(history_days=20), targets=(0.01, 0.05, 0.2))
+    idl = rep.offers[rep.offers["policy"] == "idlecap"]
+    assert idl["gpus_offered"].sum() > 0  # the calendar fleet sells reserved capacity
+    # sizing at a looser target never offers less, origin by origin
+    per = rep.curve.groupby(["target", "origin"])["offered_gpu_hours"].sum().unstack("target")
+    assert (per[0.05] >= per[0.01] - 1e-9).all() and (per[0.2] >= per[0.05] - 1e-9).all()
+    curve = target_curve(rep.curve, rep.origins)
+    assert set(curve["origins"]) == {"early", "later", "all"}
+    chosen = choose_target(curve, 0.0)
+    early = curve[curve["origins"] == "early"].set_index("target")
+    assert early.loc[chosen, "offered_gpu_hours"] == early["offered_gpu_hours"].max()
+    assert choose_target(curve, 1.01) is None  # a bar nothing meets chooses nothing
+    size = by_pool_size(rep.offers)
+    assert set(size["policy"]) == {"idlecap", "naive"} and (size["pools"] > 0).all()
+    # spot blocks carry the model's risk, at or under the spot target
+    assert (rep.spot["interruption_risk"] <= rules.spot_offer_quantile + 1e-9).all()
