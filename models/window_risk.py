@@ -36,7 +36,6 @@ FEATURES = ["min24", "min168", "min336", "calm_hours", "mean24", "last3", "std16
             "lead", "length", "start_hour", "start_dow", "plan_recent", "plan_win_max", "plan_win_mean",
             "plan_delta", "plan_floor"]
 BLIND = [f for f in FEATURES if not f.startswith("plan_")]
-DECISION_TARGETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
 
 @dataclass(frozen=True)
@@ -266,30 +265,7 @@ class WindowRiskModel(BaseEstimator):
         self.pit_all_ = np.sort(u)
         self.pit_pool_ = {(str(p), int(L), int(a)): np.sort(u[(pools == p) & (lengths == L) & (leads == a)])
                           for p, L, a in set(zip(pools, lengths, leads))}
-        self.decision_map_ = None
-        self._fit_decision_map(c)
         return self
-
-    def _fit_decision_map(self, c: pd.DataFrame) -> None:
-        """Calibrate where decisions are made. Offers are sized at the largest k under a target, so
-        they land where the model is most optimistic about a window: replay those decisions on the
-        calibration windows (targets DECISION_TARGETS), and map the risk each decision was sized at
-        to how often it broke (isotonic). Applied only with enough decisions to learn from."""
-        from sklearn.isotonic import IsotonicRegression
-
-        cap = c["gpus_total"].to_numpy(float)
-        real = c["share"].to_numpy(float) * cap
-        nominal, broke = [], []
-        for tau in DECISION_TARGETS:
-            k = largest_under(lambda kk: self.break_probability(c, kk), cap, np.full(len(c), tau))
-            on = k > 0
-            nominal.append(self.break_probability(c, k)[on])
-            broke.append((real < k - 1e-9)[on])
-        x, y = np.concatenate(nominal), np.concatenate(broke).astype(float)
-        self.n_decisions_ = len(x)
-        self.decisions_ = pd.DataFrame({"risk": x, "broke": y})
-        if len(x) >= 200:
-            self.decision_map_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
 
     # -- prediction --------------------------------------------------------------------------
     def _quantiles(self, X: pd.DataFrame) -> np.ndarray:
@@ -390,11 +366,6 @@ class WindowRiskModel(BaseEstimator):
             v = self._cdf(q[ok], (k[ok] - 0.5) / cap[ok])
             g = self._calibrated(pred["unique_id"].to_numpy(str)[ok], pred["length"].to_numpy()[ok],
                                  pred["lead"].to_numpy()[ok], v)
-            dm = getattr(self, "decision_map_", None)
-            if dm is not None:  # inside the range decisions were replayed on; the G-calibrated risk outside
-                lo, hi = dm.X_min_, dm.X_max_
-                h = dm.predict(np.clip(g, lo, hi))
-                g = np.where(g < lo, np.minimum(g, h), np.where(g > hi, np.maximum(g, h), h))
             out[ok] = np.where(k[ok] <= 0, 0.0, g)
         return out
 

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
@@ -21,6 +22,7 @@ from pricing.checks import nothing_in_force_fails, pool_holds, telemetry_hold
 from features.series import load_pool_series
 from pricing.demand import DemandModel
 from pricing.capacity_risk import fit_capacity_risk
+from pricing.risk_calibration import apply_spot_calibration
 from pricing.drawdown import measure
 from pricing.diff import diff_items
 from pricing.engine import price_fleet
@@ -77,7 +79,7 @@ def load_pricing_inputs(settings: Settings, valid_from: pd.Timestamp) -> dict[st
         booked = history.active_bookings(con, valid_from.to_pydatetime())
         obs = history.booking_observations(con)
         series = load_pool_series(con, min_coverage=f.min_coverage, mask_flags=tuple(f.mask_flags))
-        calibration = history.latest_spot_calibration(con)
+        calibration = history.latest_spot_calibration(con, risk_score(settings))
         from pipelines.forecast_flow import _CALENDAR_SQL
 
         calendar = con.execute(_CALENDAR_SQL).df()
@@ -133,19 +135,9 @@ def fit_demand(inputs: dict[str, Any], settings: Settings) -> DemandModel:
     return settings.pricing.demand_model().fit(inputs["bookings"])
 
 
-def calibrate_spot_risk(items: pd.DataFrame, calibration: dict[str, Any] | None) -> pd.DataFrame:
-    """Spot items' published risk through the newest backtest calibration (the raw score kept)."""
-    from pricing.risk_calibration import SpotRiskCalibrator
-
-    items = items.copy()
-    held = items["guardrails"].map(lambda g: isinstance(g, (list, tuple)) and any(
-        str(x).startswith("hold_last:") for x in g))  # kept from the last sheet: calibrated already
-    spot = (items["product"] == "spot") & ~held
-    items["interruption_risk_raw"] = items["interruption_risk"].where(spot)
-    if calibration is not None and spot.any():
-        cal = SpotRiskCalibrator.from_curve(calibration["x"], calibration["y"], calibration["n_blocks"])
-        items.loc[spot, "interruption_risk"] = cal.predict(items.loc[spot, "interruption_risk"].to_numpy(float))
-    return items
+def risk_score(settings: Settings) -> str:
+    """Which spot risk score pricing publishes: the window-risk model's, or the forecast's."""
+    return "window" if settings.pricing.risk.enabled else "forecast"
 
 
 def inputs_fingerprint(run: dict[str, Any], valid_from: pd.Timestamp, settings: Settings, bookings: pd.DataFrame,
@@ -276,26 +268,22 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
 
 
 def _log_risk_model(c, run_id: str, risk, t: Path) -> None:
-    """What the window-risk model learned from and how its risks held up on the windows it was
-    calibrated on (the reliability curve stored with the night's model)."""
-    from pricing.risk_calibration import reliability, reliability_chart
-
+    """What the night's window-risk model learned from, and its calibration per window: the share
+    of the newest windows (held out of fitting) whose minimum fell under the model's 5% / 20% / 50%
+    levels (a calibrated model: 0.05 / 0.20 / 0.50)."""
     m = risk.model
     c.set_tag(run_id, "risk_model", "fitted" if risk.fitted else "not fitted (too little history): forecast rules")
-    for k in ("n_fit_", "n_calibration_", "n_decisions_", "stride_"):
+    for k in ("n_fit_", "n_calibration_", "stride_"):
         if hasattr(m, k):
             c.log_metric(run_id, f"risk_model.{k.rstrip('_')}", float(getattr(m, k)))
-    if not risk.fitted or getattr(m, "decisions_", None) is None or m.decisions_.empty:
+    if not risk.fitted:
         return
-    d = m.decisions_
-    after = m.decision_map_.predict(d["risk"]) if m.decision_map_ is not None else d["risk"].to_numpy()
-    bands = pd.concat([reliability(d["risk"], d["broke"]).assign(risk="raw"),
-                       reliability(after, d["broke"]).assign(risk="calibrated")], ignore_index=True)
+    rows = [{"length_hours": L, "lead_hours": a, "windows": len(u), "pit_below_0.05": float(np.mean(u < 0.05)),
+             "pit_below_0.20": float(np.mean(u < 0.2)), "pit_below_0.50": float(np.mean(u < 0.5))}
+            for (L, a), u in sorted(m.pit_.items())]
     out = t / "risk_model"
     out.mkdir(exist_ok=True)
-    bands.to_csv(out / "reliability.csv", index=False)
-    (out / "reliability.png").write_bytes(reliability_chart(
-        bands, f"window risk on its {len(d):,} replayed offers (newest windows before the origin)"))
+    pd.DataFrame(rows).to_csv(out / "calibration_windows.csv", index=False)
     c.log_artifacts(run_id, str(out), "risk_model")
 
 
@@ -375,7 +363,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
                             anchor=inputs["anchor"], booked=inputs["booked"], risk=risk)
         if overrides:
             items, overrides_log = apply_overrides(items, overrides, inputs["last_items"], valid_from)
-        items = calibrate_spot_risk(items, inputs.get("calibration"))
+        items = apply_spot_calibration(items, inputs.get("calibration"))
         findings = pool_findings(items, market, rules.min_undercut, rules.usd_per_kwh, rules.pue, str(p.gpu_alias_file))
         _store_findings(settings, run_id, findings)
         offered = items[items["offered"].astype(bool)]
@@ -539,7 +527,8 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
             try:
                 briers = dict(zip(cal.summary["risk"], cal.summary["brier"]))
                 history.record_spot_calibration(con, run_id, cal.calibrator.x_, cal.calibrator.y_,
-                                                cal.calibrator.n_blocks_, cal.early_origins, cal.later_origins, briers)
+                                                cal.calibrator.n_blocks_, cal.early_origins, cal.later_origins, briers,
+                                                risk_score(settings))
             finally:
                 con.close()
     c.set_terminated(run_id, "FINISHED")

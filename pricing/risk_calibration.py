@@ -144,3 +144,17 @@ def reliability_chart(bands: pd.DataFrame, title: str) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def apply_spot_calibration(items: pd.DataFrame, calibration: dict | None) -> pd.DataFrame:
+    """Spot items' published risk through the newest adopted backtest calibration (the raw score
+    kept as `interruption_risk_raw`). Items kept from the last sheet are calibrated already."""
+    items = items.copy()
+    held = items["guardrails"].map(lambda g: isinstance(g, (list, tuple)) and any(
+        str(x).startswith("hold_last:") for x in g))
+    spot = (items["product"] == "spot") & ~held
+    items["interruption_risk_raw"] = items["interruption_risk"].where(spot)
+    if calibration is not None and spot.any():
+        cal = SpotRiskCalibrator.from_curve(calibration["x"], calibration["y"], calibration["n_blocks"])
+        items.loc[spot, "interruption_risk"] = cal.predict(items.loc[spot, "interruption_risk"].to_numpy(float))
+    return items

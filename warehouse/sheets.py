@@ -126,16 +126,19 @@ def latest_findings(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def record_spot_calibration(con: duckdb.DuckDBPyConnection, mlflow_run_id: str | None, x, y, n_blocks: int,
-                            early: list, later: list, briers: dict[str, float]) -> None:
-    """Store a spot-risk calibration curve (pricing.risk_calibration); the newest one is applied."""
-    con.execute("INSERT INTO spot_risk_calibration VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            early: list, later: list, briers: dict[str, float], risk_model: str = "window") -> None:
+    """Store a spot-risk calibration curve (pricing.risk_calibration) of the score `risk_model` makes."""
+    con.execute("INSERT INTO spot_risk_calibration VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [datetime.now(timezone.utc), mlflow_run_id, int(n_blocks), [float(v) for v in x], [float(v) for v in y],
                  ",".join(str(o) for o in early), ",".join(str(o) for o in later),
-                 briers.get("raw"), briers.get("calibrated"), briers.get("constant (early rate)")])
+                 briers.get("raw"), briers.get("calibrated"), briers.get("constant (early rate)"), risk_model])
 
 
-def latest_spot_calibration(con: duckdb.DuckDBPyConnection) -> dict | None:
-    rows = con.execute("SELECT fitted_at, n_blocks, x, y FROM spot_risk_calibration ORDER BY fitted_at DESC LIMIT 1"
+def latest_spot_calibration(con: duckdb.DuckDBPyConnection, risk_model: str = "window") -> dict | None:
+    """The newest curve fitted on the score `risk_model` makes (a curve of another score would
+    map numbers it never saw)."""
+    rows = con.execute("SELECT fitted_at, n_blocks, x, y FROM spot_risk_calibration "
+                       "WHERE coalesce(risk_model, 'forecast') = ? ORDER BY fitted_at DESC LIMIT 1", [risk_model]
                        ).fetchall()
     if not rows:
         return None

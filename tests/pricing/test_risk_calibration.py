@@ -59,7 +59,7 @@ def test_too_few_blocks_leave_the_score_alone_and_a_curve_round_trips() -> None:
 
 
 def test_pricing_applies_the_curve_to_new_spot_items_only() -> None:
-    from pipelines.pricing_flow import calibrate_spot_risk
+    from pricing.risk_calibration import apply_spot_calibration as calibrate_spot_risk
 
     items = pd.DataFrame({"product": ["spot", "spot", "reserved_1d"], "interruption_risk": [0.2, 0.2, 0.0],
                           "guardrails": [[], ["hold_last:stale_telemetry"], []]})
