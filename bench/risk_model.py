@@ -72,13 +72,13 @@ def alibaba() -> tuple[pd.DataFrame, None, pd.DataFrame] | None:
     a = pd.read_parquet(ALIBABA)
     df = pd.DataFrame({"unique_id": a["pool"].astype(str), "ds": pd.to_datetime(a["ts"], utc=True),
                        "y": a["idle_gpu_hours"].astype(float), "gpus_total": a["gpus_total"].astype(float)})
-    df["y_min"] = np.nan  # hourly means only: scored on them
+    df["y_min"] = np.nan  # hourly means only: scored on them (the names GPU-series-1/2 are mapped in run())
     pools = pd.DataFrame({"pool": df["unique_id"].unique(), "gpu_model": df["unique_id"].unique()})
     return df, None, pools
 
 
 def run(name: str, df: pd.DataFrame, cal: pd.DataFrame | None, pools: pd.DataFrame, windows: int,
-        terms: tuple[int, ...], use_calendar: bool = True) -> dict:
+        terms: tuple[int, ...], use_calendar: bool = True, calibration_days: float | None = None) -> dict:
     from models import catalog
     from pipelines.pricing_flow import BREAK_TARGETS, SAFETY_BAR, market_for
     from pipelines.settings import Settings
@@ -86,12 +86,17 @@ def run(name: str, df: pd.DataFrame, cal: pd.DataFrame | None, pools: pd.DataFra
     from pricing.risk_calibration import calibrate_on_early
 
     s = Settings()
+    if name.startswith("alibaba"):  # the trace's two anonymous GPU names, mapped as in issue 12's test
+        s = s.model_copy(update={"pricing": s.pricing.model_copy(update={
+            "gpu_aliases": {"GPU-series-1": "A100-40GB", "GPU-series-2": "L40S"}})})
     p = s.pricing
     rules = replace(p.rules(), reserved_terms_days=terms)
     market = market_for(pools, df.groupby("unique_id")["gpus_total"].max(), s)
     h = p.backtest_lead_hours + 24 * max(max(terms), rules.spot_days) + rules.block_hours
     fc = catalog.build("naive", h, {}, 1)
     risk = p.risk.model().set_params(use_calendar=use_calendar)
+    if calibration_days is not None:
+        risk.set_params(calibration_days=calibration_days)
     t0 = time.perf_counter()
     rep = pricing_backtest(fc, df, cal, market, rules, p.demand_model().fit(None), p.backtest_lead_hours, windows,
                            p.naive_discount, risk_model=risk, targets=BREAK_TARGETS)
@@ -101,6 +106,23 @@ def run(name: str, df: pd.DataFrame, cal: pd.DataFrame | None, pools: pd.DataFra
     cal_rep = calibrate_on_early(rep.spot) if len(rep.spot) and rep.spot["origin"].nunique() >= 2 else None
     return {"name": name, "report": rep, "curve": curve, "chosen": chosen, "spot": cal_rep, "seconds": secs,
             "by_size": by_pool_size(rep.offers), "in_force": p.reserved_break_target}
+
+
+def halves(r: dict) -> str:
+    """One line: reserved safety / achievable and spot predicted vs realized, early and later origins."""
+    rep, out = r["report"], []
+    k = len(rep.origins) // 2
+    for name, origins in (("early", rep.origins[:k]), ("later", rep.origins[k:])):
+        from pricing.backtest import summarize
+
+        o = rep.offers[rep.offers["origin"].isin(origins) & (rep.offers["policy"] == "idlecap")]
+        sp = rep.spot[rep.spot["origin"].isin(origins)] if len(rep.spot) else rep.spot
+        a = summarize(o, pd.DataFrame()).set_index("term").loc["all"] if len(o) else None
+        res = f"reserved safety {a['safety']:.3f} achievable {a['achievable']:.3f}" if a is not None else "no reserved"
+        spot = (f"spot {sp['interruption_risk'].mean():.3f} vs {sp['reclaimed'].mean():.3f} ({len(sp)} blocks)"
+                if len(sp) else "no spot")
+        out.append(f"{name}: {res}; {spot}")
+    return " | ".join(out)
 
 
 def show(r: dict) -> None:
@@ -130,7 +152,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fleets", default="helios,synthetic,alibaba")
     ap.add_argument("--windows", type=int, default=10)
+    ap.add_argument("--calibration-days", default=None,
+                    help="comma list: compare these [pricing.risk] calibration_days (one line per fleet and value)")
     a = ap.parse_args()
+    if a.calibration_days:
+        fleets = {"helios": lambda: (*helios(), (1, 7)), "synthetic": lambda: (*synthetic(), (1, 7)),
+                  "alibaba": lambda: (*alibaba(), (1, 7, 30)) if alibaba() else None}
+        for f in a.fleets.split(","):
+            got = fleets[f]()
+            if got is None:
+                continue
+            df, cal, pools, terms = got
+            for cd in (float(x) for x in a.calibration_days.split(",")):
+                print(f"{f} calibration_days={cd:g}: {halves(run(f, df, cal, pools, a.windows, terms, calibration_days=cd))}",
+                      flush=True)
+        return
     for f in a.fleets.split(","):
         if f == "helios":
             show(run("helios (bundled sample)", *helios(), a.windows, (1, 7)))

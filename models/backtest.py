@@ -36,6 +36,8 @@ def _pad_to(train: pd.DataFrame, origin: pd.Timestamp) -> pd.DataFrame:
     if tails.empty:
         return train
     pad = tails.assign(ds=last, y=np.nan)
+    if "y_min" in pad:  # nothing observed in the padded hour, at any grain
+        pad["y_min"] = np.nan
     return pd.concat([train, pad[train.columns]], ignore_index=True)
 
 

@@ -18,7 +18,8 @@ reserved offers are then checked against what really happened:
 
 The naive policy offers the forecast mean of the window at a flat discount to the reference.
 Spot items get a calibration check: predicted interruption risk vs how often idle really fell
-below what was leased. Windows with under 75% observed hours (e.g. a masked blackout) are skipped.
+below what was leased. Windows with under 75% observed hours (e.g. a masked blackout) are skipped,
+and so are pools no price could sell (no reference, or a floor above the term's ceiling).
 """
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ class PricingBacktestReport:
     origins: list[pd.Timestamp]
     skipped_windows: int
     curve: pd.DataFrame = field(default_factory=pd.DataFrame)  # reserved sizing per break target (risk model)
+
+
+def sellable(res: pd.DataFrame, rules: PricingRules) -> pd.DataFrame:
+    """Reserved rows of pools that could be sold at all (a reference, and a floor under the term's
+    ceiling): capacity no price could sell is not counted against a risk rule, nor by the oracle."""
+    disc = res["term_days"].map(rules.term_discount).fillna(0.0).to_numpy(float)
+    ceiling = (1 - rules.min_undercut) * res["reference_price"].to_numpy(float) * (1 - disc)
+    return res[np.isfinite(ceiling) & (res["floor"].to_numpy(float) < ceiling)].copy()
 
 
 def backtest_origins(df: pd.DataFrame, lead_hours: int, max_term_days: int, n_windows: int,
@@ -204,10 +213,11 @@ def pricing_backtest(
                 res_t = res_t.assign(product=[rules.product(int(d)) for d in res_t["term_days"]],
                                      hours=res_t["term_days"] * 24, price_per_gpu_hour=res_t["upper"],
                                      origin=origin)
-                curves.append(_score(res_t, df, rules, demand).assign(policy=f"target {t:g}", target=t))
+                curves.append(_score(sellable(res_t, rules), df, rules, demand)
+                              .assign(policy=f"target {t:g}", target=t))
         items["origin"] = origin
         items["term_days"] = items["hours"] // 24
-        res = items[items["product"] != "spot"].copy()
+        res = sellable(items[items["product"] != "spot"], rules)
         naive = _naive(res, fc, rules_o, naive_discount)
         for name, pol in (("idlecap", res), ("naive", naive)):
             pol = pol.assign(gpus_offered=np.where(pol["offered"], pol["gpus_offered"], 0))

@@ -22,17 +22,18 @@ def history(days: int = 10, last: float = 30.0, gap_hours: int = 0) -> pd.DataFr
     return df
 
 
-def test_lead_one_is_the_last_observation_and_the_gap_fades():
+def test_first_hours_are_the_last_observation_then_the_gap_fades():
     df = history()
     raw = SeasonalNaive(24).fit(df).predict(24)
-    anc = ShortLeadAnchor(SeasonalNaive(24), decay=0.5).fit(df).predict(24)
+    anc = ShortLeadAnchor(SeasonalNaive(24), decay=0.5, hold_hours=3).fit(df).predict(24)
     check_forecast_frame(anc, {"p": 64.0})
-    gap = 30.0 - raw["mean"].iloc[0]
-    assert anc["mean"].iloc[0] == pytest.approx(30.0)
-    np.testing.assert_allclose(anc["mean"] - raw["mean"], gap * 0.5 ** np.arange(24), atol=1e-9)
+    np.testing.assert_allclose(anc["mean"].iloc[:3], 30.0)  # persistence over the first 3 hours
+    w = np.r_[np.ones(3), 0.5 ** np.arange(1, 22)]
+    shift = (30.0 - raw["mean"].to_numpy()) * w
+    np.testing.assert_allclose(anc["mean"] - raw["mean"], shift, atol=1e-9)
     # every quantile moves with the mean: the spread is the model's
     np.testing.assert_allclose(anc[QCOLS].to_numpy() - raw[QCOLS].to_numpy(),
-                               np.repeat((gap * 0.5 ** np.arange(24))[:, None], len(QCOLS), axis=1), atol=1e-9)
+                               np.repeat(shift[:, None], len(QCOLS), axis=1), atol=1e-9)
 
 
 def test_no_recent_observation_no_shift():
