@@ -187,7 +187,7 @@ class PricingSettings(BaseModel):
     term_discount: dict[int, float] = Field(default_factory=lambda: {1: 0.0, 7: 0.05, 30: 0.12})
     reclaim_penalty_multiple: float = Field(20.0, gt=0)
     reserved_max_quantile: float = Field(0.10, gt=0, lt=0.5)
-    reserved_break_target: float = Field(0.03, gt=0, lt=0.5, description="per-lease break probability a reserved "
+    reserved_break_target: float = Field(0.05, gt=0, lt=0.5, description="per-lease break probability a reserved "
                                          "offer may carry (chosen on the early backtest origins)")
     spot_risk_aversion: float = Field(1.0, ge=0, le=1, description="a spot block with interruption risk r is worth "
                                       "(1 - a r) of a sure GPU-hour to a customer")

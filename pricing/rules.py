@@ -40,7 +40,7 @@ class PricingRules:
     term_discount: dict[int, float] = field(default_factory=lambda: {1: 0.0, 7: 0.05, 30: 0.12})
     reclaim_penalty_multiple: float = 20.0  # cost of reclaiming one reserved GPU-hour, in units of its price
     reserved_max_quantile: float = 0.10    # never offer more than this quantile of the window minimum
-    reserved_break_target: float = 0.03    # per-lease break probability a reserved offer may carry (risk model)
+    reserved_break_target: float = 0.05    # per-lease break probability a reserved offer may carry (risk model)
     spot_risk_aversion: float = 1.0        # a block with interruption risk r is worth (1 - a r) of a sure hour
     spot_reference_risk: float = 0.05      # the interruption risk customers already accept at the reference (AWS spot)
     min_gpus: int = 1                      # smaller offers are withdrawn

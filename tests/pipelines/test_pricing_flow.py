@@ -70,6 +70,16 @@ def test_price_publishes_a_sheet_with_references_and_logs_the_run(priced) -> Non
     assert {"sheet/price-sheet-000001.json", "sheet/diff.csv", "sheet/withdrawn.csv"} <= arts
     charts = client.list_artifacts(run.info.run_id, "charts")
     assert charts and all(c.path.endswith(".png") for c in charts)
+    # the window-risk model sized the offers: what it learned from and its calibration are in the run
+    assert run.data.tags["risk_model"] == "fitted" and run.data.metrics["risk_model.n_fit"] > 0
+    cal = pd.read_csv(client.download_artifacts(run.info.run_id, "risk_model/calibration_windows.csv"))
+    assert {"length_hours", "lead_hours", "windows", "pit_below_0.20"} <= set(cal.columns) and len(cal)
+    con = connect(s.duckdb_path, read_only=True)
+    bp = con.execute("SELECT break_probability FROM price_sheet_items WHERE version = 1 AND offered "
+                     "AND product LIKE 'reserved%' AND break_probability IS NOT NULL").fetchall()
+    con.close()
+    assert all(b[0] <= s.pricing.reserved_break_target + 1e-9 for b in bp)  # kept with the items, internal
+    assert all("break_probability" not in i and "risk_value" not in i for i in items)  # never on the public sheet
 
     # same inputs again: nothing new is published
     again = price(settings=s, as_of=as_of.to_pydatetime())
