@@ -28,7 +28,7 @@ class ShortLeadAnchor(Forecaster):
     """Wrap `forecaster`: leads 1..`hold_hours` at the last observation, then the gap to the model
     fades by `decay` (in [0, 1)) an hour."""
 
-    def __init__(self, forecaster: Forecaster, decay: float = 0.85, hold_hours: int = 3):
+    def __init__(self, forecaster: Forecaster, decay: float = 0.95, hold_hours: int = 3):
         self.forecaster = forecaster
         self.decay = decay
         self.hold_hours = hold_hours

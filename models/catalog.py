@@ -14,7 +14,7 @@ KNOWN = ("naive", "snaive_24", "snaive_168", "mstl", "lgbm", "lgbm_nocal", "ense
 
 
 def build(name: str, horizon: int, lgbm: dict[str, Any] | None = None, processes: int = 1,
-          anchor_decay: float = 0.85) -> Forecaster:
+          anchor_decay: float = 0.95) -> Forecaster:
     """One unfitted forecaster. `lgbm` holds LGBMDirect keyword arguments (country, tz, trees...);
     `processes` parallelises the per-pool statistical model; every model but `naive` (which is
     the last observation already) starts its path at the last observed hour (`anchor_decay`, 0 = off)."""
@@ -39,7 +39,7 @@ def _build(name: str, horizon: int, lgbm: dict[str, Any], processes: int) -> For
 
 
 def build_all(names: list[str], horizon: int, lgbm: dict[str, Any] | None = None,
-              processes: int = 1, anchor_decay: float = 0.85) -> list[Forecaster]:
+              processes: int = 1, anchor_decay: float = 0.95) -> list[Forecaster]:
     if not names:
         raise ValueError("no candidate models configured")
     return [build(n, horizon, lgbm, processes, anchor_decay) for n in names]

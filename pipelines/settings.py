@@ -70,7 +70,7 @@ class ForecastSettings(BaseModel):
         default_factory=lambda: ["naive", "snaive_24", "snaive_168", "mstl", "lgbm", "ensemble"],
         description="candidates backtested; the champion is the per-pool selection among them",
     )
-    anchor_decay: float = Field(0.85, ge=0, lt=1, description="every model but naive starts its path at the last "
+    anchor_decay: float = Field(0.95, ge=0, lt=1, description="every model but naive starts its path at the last "
                                 "observed hour, the gap fading by this factor an hour (0 = off)")
     backtest_horizon_hours: int = Field(24, ge=1)
     backtest_windows: int = Field(7, ge=1)

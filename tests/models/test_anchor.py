@@ -54,7 +54,7 @@ def test_catalogue_anchors_every_model_but_persistence():
     assert not isinstance(catalog.build("naive", 24), ShortLeadAnchor)
     m = catalog.build("snaive_24", 24)
     assert isinstance(m, ShortLeadAnchor) and m.name == "snaive_24"
-    assert clone(m).get_params()["decay"] == 0.85
+    assert clone(m).get_params()["decay"] == 0.95
     assert not isinstance(catalog.build("snaive_24", 24, anchor_decay=0.0), ShortLeadAnchor)
     with pytest.raises(ValueError, match="decay"):
         ShortLeadAnchor(SeasonalNaive(24), decay=1.0).fit(history())
