@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-forecast bench-price bench-api bench-refresh install clean
+.PHONY: demo test bench bench-forecast bench-price bench-api bench-refresh bench-risk bench-short-leads install clean
 
 $(STAMP): pyproject.toml constraints.txt build-constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ bench-api: $(STAMP)
 # pool_hourly refresh with the sample-level minimum vs the means-only refresh (2.9 M samples)
 bench-refresh: $(STAMP)
 	$(BIN)/python bench/pool_hourly_refresh.py
+
+# Reserved safety / achievable and spot calibration of the window-risk model on Helios, a synthetic
+# calendar fleet (with and without the calendar) and, when ../shared is present, Alibaba spot-GPU
+bench-risk: $(STAMP)
+	$(BIN)/python bench/risk_model.py
+
+# Every shipped model vs persistence at leads 1-3, raw and anchored (bundled Helios sample)
+bench-short-leads: $(STAMP)
+	$(BIN)/python bench/short_leads.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

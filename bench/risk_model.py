@@ -78,7 +78,8 @@ def alibaba() -> tuple[pd.DataFrame, None, pd.DataFrame] | None:
 
 
 def run(name: str, df: pd.DataFrame, cal: pd.DataFrame | None, pools: pd.DataFrame, windows: int,
-        terms: tuple[int, ...], use_calendar: bool = True, calibration_days: float | None = None) -> dict:
+        terms: tuple[int, ...], use_calendar: bool = True, calibration_days: float | None = None,
+        calibration_prior: float | None = None) -> dict:
     from models import catalog
     from pipelines.pricing_flow import BREAK_TARGETS, SAFETY_BAR, market_for
     from pipelines.settings import Settings
@@ -97,6 +98,8 @@ def run(name: str, df: pd.DataFrame, cal: pd.DataFrame | None, pools: pd.DataFra
     risk = p.risk.model().set_params(use_calendar=use_calendar)
     if calibration_days is not None:
         risk.set_params(calibration_days=calibration_days)
+    if calibration_prior is not None:
+        risk.set_params(calibration_prior=calibration_prior)
     t0 = time.perf_counter()
     rep = pricing_backtest(fc, df, cal, market, rules, p.demand_model().fit(None), p.backtest_lead_hours, windows,
                            p.naive_discount, risk_model=risk, targets=BREAK_TARGETS)
@@ -154,8 +157,10 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=10)
     ap.add_argument("--calibration-days", default=None,
                     help="comma list: compare these [pricing.risk] calibration_days (one line per fleet and value)")
+    ap.add_argument("--calibration-prior", default=None, help="comma list: compare these calibration_prior")
     a = ap.parse_args()
-    if a.calibration_days:
+    if a.calibration_days or a.calibration_prior:
+        param = "calibration_days" if a.calibration_days else "calibration_prior"
         fleets = {"helios": lambda: (*helios(), (1, 7)), "synthetic": lambda: (*synthetic(), (1, 7)),
                   "alibaba": lambda: (*alibaba(), (1, 7, 30)) if alibaba() else None}
         for f in a.fleets.split(","):
@@ -163,9 +168,9 @@ def main() -> None:
             if got is None:
                 continue
             df, cal, pools, terms = got
-            for cd in (float(x) for x in a.calibration_days.split(",")):
-                print(f"{f} calibration_days={cd:g}: {halves(run(f, df, cal, pools, a.windows, terms, calibration_days=cd))}",
-                      flush=True)
+            for v in (float(x) for x in getattr(a, param).split(",")):
+                r = run(f, df, cal, pools, a.windows, terms, **{param: v})
+                print(f"{f} {param}={v:g}: {halves(r)}", flush=True)
         return
     for f in a.fleets.split(","):
         if f == "helios":
@@ -179,7 +184,8 @@ def main() -> None:
             if got is None:
                 print(f"\n=== alibaba: {ALIBABA} not found (../shared is not shipped): skipped")
             else:
-                show(run("alibaba spot-GPU dev slice", *got, a.windows, (1, 7, 30)))
+                # 30-day windows must end inside the data: origins reach back 4 x windows days here
+                show(run("alibaba spot-GPU dev slice", *got, 4 * a.windows, (1, 7, 30)))
 
 
 if __name__ == "__main__":

@@ -69,8 +69,11 @@ def safety_yield_chart(curve: pd.DataFrame, bar: float, chosen: float | None, in
         g = g.sort_values("target")
         ax1.plot(g["target"], g["safety"], marker="o", color=colors[name], label=f"{name} origins")
         ax2.plot(g["achievable"], g["safety"], marker="o", color=colors[name], label=f"{name} origins")
-        for r in g.itertuples(index=False):
-            ax2.annotate(f"{r.target:g}", (r.achievable, r.safety), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        # targets past the newsvendor level sell the same: one label for the run of equal points
+        same = g.groupby([g["achievable"].round(4), g["safety"].round(4)], sort=False)["target"]
+        for (a, sf), t in same:
+            label = f"{t.min():g}" if len(t) == 1 else f"{t.min():g}-{t.max():g}"
+            ax2.annotate(label, (a, sf), textcoords="offset points", xytext=(4, 4), fontsize=7)
     for ax in (ax1, ax2):
         ax.axhline(bar, color="grey", ls="--", lw=1, label=f"safety bar {bar:g}")
         ax.set_ylabel("reserved safety (GPU-hours idle at every sample)")

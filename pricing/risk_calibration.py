@@ -17,7 +17,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 
-BANDS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+MIN_BAND_BLOCKS = 20
+BANDS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)  # fine where spot risks are sized
 
 
 class SpotRiskCalibrator(BaseEstimator):
@@ -73,7 +74,7 @@ def reliability(p: np.ndarray, y: np.ndarray, bands: tuple[float, ...] = BANDS) 
     b = pd.cut(p, list(bands[:-1]) + [bands[-1] + 1e-9], include_lowest=True, right=True)
     t = pd.DataFrame({"band": b, "p": p, "y": y}).groupby("band", observed=True).agg(
         blocks=("y", "size"), predicted=("p", "mean"), realized=("y", "mean")).reset_index()
-    t["band"] = t["band"].map(lambda iv: f"{max(iv.left, 0):.1f}-{min(iv.right, 1):.1f}")
+    t["band"] = t["band"].map(lambda iv: f"{max(iv.left, 0):.2f}-{min(iv.right, 1):.2f}")
     return t
 
 
@@ -130,13 +131,16 @@ def reliability_chart(bands: pd.DataFrame, title: str) -> bytes:
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfectly calibrated")
     for name, style in (("raw", dict(marker="o", color="tab:red")), ("calibrated", dict(marker="s", color="tab:blue"))):
         b = bands[bands["risk"] == name]
-        ax.plot(b["predicted"], b["realized"], lw=1.5, label=f"{name} risk", **style)
+        big = b[b["blocks"] >= MIN_BAND_BLOCKS]
+        ax.plot(big["predicted"], big["realized"], lw=1.5, label=f"{name} risk", **style)
+        small = b[b["blocks"] < MIN_BAND_BLOCKS]  # a handful of blocks says little: hollow, unjoined
+        ax.scatter(small["predicted"], small["realized"], s=18, facecolors="none", edgecolors=style["color"])
         for r in b.itertuples(index=False):
             ax.annotate(f"{r.blocks}", (r.predicted, r.realized), textcoords="offset points", xytext=(4, -10),
                         fontsize=7, color=style["color"])
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("predicted interruption risk (band mean)")
+    ax.set_xlabel(f"predicted interruption risk (band mean; hollow: under {MIN_BAND_BLOCKS} blocks)")
     ax.set_ylabel("realized: share of blocks cut short at a sample")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left")

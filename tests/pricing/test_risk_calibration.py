@@ -54,7 +54,7 @@ def test_too_few_blocks_leave_the_score_alone_and_a_curve_round_trips() -> None:
     again = SpotRiskCalibrator.from_curve(fitted.x_, fitted.y_, fitted.n_blocks_)
     assert np.allclose(again.predict(np.linspace(0, 1, 11)), fitted.predict(np.linspace(0, 1, 11)))
     t = reliability(np.array([0.1, 0.1, 0.9]), np.array([0, 1, 1]))
-    assert t["band"].tolist() == ["0.0-0.2", "0.8-1.0"] and t["blocks"].tolist() == [2, 1]
+    assert t["band"].tolist() == ["0.05-0.10", "0.80-1.00"] and t["blocks"].tolist() == [2, 1]
     assert t["realized"].tolist() == pytest.approx([0.5, 1.0])
 
 
