@@ -34,7 +34,7 @@ LEVELS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75)
 MIN_OBSERVED = 0.75
 FEATURES = ["min24", "min168", "min336", "calm_hours", "mean24", "last3", "std168", "analog_day", "analog_week", "log_cap",
             "lead", "length", "start_hour", "start_dow", "plan_recent", "plan_win_max", "plan_win_mean",
-            "plan_delta", "plan_floor"]
+            "plan_delta", "plan_floor", "floor_hod"]
 BLIND = [f for f in FEATURES if not f.startswith("plan_")]
 
 
@@ -114,6 +114,14 @@ def _calm_hours(share: np.ndarray, last: np.ndarray, min24: np.ndarray, dip: flo
     return out
 
 
+def _aligned_floor(plan_share: np.ndarray, bg_hod: np.ndarray, origins: pd.DatetimeIndex, w: Window) -> np.ndarray:
+    """(origins, pools) min over the window's hours of 1 - planned share - that clock hour's unplanned peak."""
+    hod = (origins.hour.to_numpy()[:, None] + w.start + np.arange(w.hours)[None, :]) % 24  # (origins, hours)
+    bg = np.take_along_axis(bg_hod, np.broadcast_to(hod[:, None, :], plan_share.shape), axis=2)
+    with np.errstate(invalid="ignore"):
+        return np.min(1 - plan_share - bg, axis=2)
+
+
 def window_frame(series: pd.DataFrame, calendar: pd.DataFrame | None, origins: pd.DatetimeIndex,
                  windows: list[Window], grid: _Grid | None = None) -> pd.DataFrame:
     """One row per origin x pool x window: features known at the origin, `anchor`, and the target
@@ -138,13 +146,21 @@ def window_frame(series: pd.DataFrame, calendar: pd.DataFrame | None, origins: p
     plan_recent = plan[:, :, -lo - 24:-lo].max(axis=2) / cap
     # busy GPUs the plan does not explain (interactive work, unplanned jobs), at their peak over the
     # last week: with the plan's peak in a window it bounds the window's floor from below
+    # and per clock hour (a daily cycle of interactive work peaks in the afternoon, a planned run
+    # may peak at night): the hour-aligned floor of a window is its lowest 1 - plan - unplanned peak
     bg168 = np.full((len(origins), P), np.nan)
+    bg_hod = np.full((len(origins), P, 24), np.nan)
+    hod_past = (origins.hour.to_numpy()[:, None] + np.arange(-168, 0)[None, :]) % 24  # (origins, 168)
     for i, e in enumerate(last):
         past = _at(g.m, np.arange(e - 167, e + 1)).T  # (P, 168) fewest idle per hour
         with np.errstate(invalid="ignore"):
             un = 1 - (past + plan[i, :, :-lo]) / cap[i][:, None]
         seen = np.isfinite(un).sum(axis=1)
-        bg168[i] = np.where(seen >= 24, np.nanmax(np.where(np.isfinite(un), un, -np.inf), axis=1), np.nan)
+        low = np.where(np.isfinite(un), un, -np.inf)
+        bg168[i] = np.where(seen >= 24, low.max(axis=1), np.nan)
+        for h in range(24):
+            col = low[:, hod_past[i] == h].max(axis=1)
+            bg_hod[i, :, h] = np.where((seen >= 24) & np.isfinite(col), col, bg168[i])
     frames = []
     for w in windows:
         rm = g.rolling_min(w.hours)
@@ -159,6 +175,7 @@ def window_frame(series: pd.DataFrame, calendar: pd.DataFrame | None, origins: p
                 "analog_day": _at(rm, end - back_d) / cap, "analog_week": _at(rm, end - back_w) / cap,
                 "plan_recent": plan_recent, "plan_win_max": pw.max(axis=2) / cap, "plan_win_mean": pw.mean(axis=2) / cap,
                 "floor_plan": 1 - pw.max(axis=2) / cap - bg168, "unplanned168": bg168,
+                "floor_hod": _aligned_floor(pw / cap[:, :, None], bg_hod, origins, w),
             }
         starts = origins + pd.Timedelta(hours=w.start)
         n = len(origins) * P
@@ -206,8 +223,8 @@ class WindowRiskModel(BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------------
     def _anchor(self, X: pd.DataFrame) -> np.ndarray:
-        if self.use_calendar:  # the plan's peak in the window on top of the week's unplanned peak
-            return X["plan_floor"].to_numpy(float)
+        if self.use_calendar:  # each hour's plan on top of the week's unplanned peak at that clock hour
+            return X["floor_hod"].to_numpy(float)
         return X[self.anchor].to_numpy(float)
 
     def fit(self, series: pd.DataFrame, calendar: pd.DataFrame | None, origin: pd.Timestamp,
