@@ -32,9 +32,10 @@ from features.planned import plan_windows
 HOUR = pd.Timedelta(hours=1)
 LEVELS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75)
 MIN_OBSERVED = 0.75
+PLAN_SLACK = 12  # hours either side of a window whose planned runs may still move into it
 FEATURES = ["min24", "min168", "min336", "calm_hours", "mean24", "last3", "std168", "analog_day", "analog_week", "log_cap",
             "lead", "length", "start_hour", "start_dow", "plan_recent", "plan_win_max", "plan_win_mean",
-            "plan_delta", "plan_floor", "floor_hod"]
+            "plan_delta", "plan_floor", "floor_hod", "plan_near_max"]
 BLIND = [f for f in FEATURES if not f.startswith("plan_")]
 
 
@@ -168,6 +169,8 @@ def window_frame(series: pd.DataFrame, calendar: pd.DataFrame | None, origins: p
         back_d = 24 * int(np.ceil((w.start + w.hours) / 24))
         back_w = 168 * int(np.ceil((w.start + w.hours) / 168))
         pw = plan[:, :, w.start - lo: w.start + w.hours - lo]
+        # a run planned just outside the window may move into it (plans are revised by hours)
+        near = plan[:, :, max(0, w.start - PLAN_SLACK - lo): min(plan.shape[2], w.start + w.hours + PLAN_SLACK - lo)]
         with np.errstate(invalid="ignore", divide="ignore"):
             share = _at(rm, end) / cap
             f = {
@@ -176,6 +179,7 @@ def window_frame(series: pd.DataFrame, calendar: pd.DataFrame | None, origins: p
                 "plan_recent": plan_recent, "plan_win_max": pw.max(axis=2) / cap, "plan_win_mean": pw.mean(axis=2) / cap,
                 "floor_plan": 1 - pw.max(axis=2) / cap - bg168, "unplanned168": bg168,
                 "floor_hod": _aligned_floor(pw / cap[:, :, None], bg_hod, origins, w),
+                "plan_near_max": near.max(axis=2) / cap,
             }
         starts = origins + pd.Timedelta(hours=w.start)
         n = len(origins) * P
