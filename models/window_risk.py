@@ -11,8 +11,8 @@ volatility, the same clock hours a day and a week before, the planned-run calend
 that origin, window timing, capacity) and the target is the window's real sample-level minimum.
 Only windows that ended before the live origin are used: nothing from after the origin enters.
 
-LightGBM quantile regressions give the residual over an anchor (the week's minimum, moved by
-the change the plan announces) at a few levels; a piecewise-linear CDF joins them, with an atom
+LightGBM quantile regressions give the residual over an anchor (the week's minimum; with a
+calendar, the window's lowest 1 - planned - that clock hour's unplanned peak) at a few levels; a piecewise-linear CDF joins them, with an atom
 at zero (a pool can be full). That CDF is then calibrated on the newest pseudo-origins, which
 the quantile models never saw: the probability integral transforms u = F(min) there give G,
 and the calibrated break probability of k is G(F(k)) = P(U < F(k)) = P(min < k). G is each
@@ -45,20 +45,6 @@ class Window:
 
     start: int
     hours: int
-
-
-def windows_for(origin: pd.Timestamp, terms_days: tuple[int, ...] = (), block_hours: int = 0,
-                spot_days: int = 0) -> dict[str, list[Window]]:
-    """The windows a pricing pass at `origin` sells: reserved terms from the next UTC midnight,
-    spot blocks from the next block boundary."""
-    out: dict[str, list[Window]] = {}
-    if terms_days:
-        a = int((origin.floor("D") + pd.Timedelta(days=1) - origin) / HOUR)
-        out["reserved"] = [Window(a, 24 * d) for d in sorted(terms_days)]
-    if block_hours and spot_days:
-        a = int((origin.ceil(f"{block_hours}h") - origin) / HOUR)
-        out["spot"] = [Window(a + b * block_hours, block_hours) for b in range(spot_days * 24 // block_hours)]
-    return out
 
 
 class _Grid:
@@ -253,7 +239,7 @@ class WindowRiskModel(BaseEstimator):
         cal = calendar if self.use_calendar else None
         fr = window_frame(series[series["ds"] < origin], cal, origins, windows)
         fr = fr[(fr["window_start"] + pd.to_timedelta(fr["length"], unit="h") <= origin)
-                & np.isfinite(fr["share"]) & np.isfinite(fr[self.anchor]) & (fr["gpus_total"] > 0)]
+                & np.isfinite(fr["share"]) & np.isfinite(self._anchor(fr)) & (fr["gpus_total"] > 0)]
         # the newest usable origins of each window calibrate it; the rest fit
         newest = fr.groupby(["length", "lead"])["origin"].transform("max")
         span = (newest - fr["origin"].min()) / pd.Timedelta(days=1)
@@ -302,7 +288,7 @@ class WindowRiskModel(BaseEstimator):
                           pd.DatetimeIndex([origin]), self.windows_)
         q = np.full((len(fr), len(self.levels)), np.nan)
         if getattr(self, "fitted_", False):
-            ok = np.isfinite(fr[self.anchor].to_numpy(float)) & (fr["gpus_total"] > 0).to_numpy()
+            ok = np.isfinite(self._anchor(fr)) & (fr["gpus_total"] > 0).to_numpy()
             if ok.any():
                 q[ok] = self._quantiles(fr[ok])
         for j, lv in enumerate(self.levels):
