@@ -50,6 +50,22 @@ def _settings(config: Optional[Path]) -> Settings:
     return s
 
 
+def _open(s: Settings, purpose: str, read_only: bool = False):
+    """The warehouse, or one line (not a lock traceback) when another process holds it too long."""
+    from pipelines.warehouse_conn import open_warehouse
+    from warehouse.db import WarehouseBusy
+
+    def waiting(message: str) -> None:
+        console.print(f"[yellow]{escape(message)}[/yellow]; waiting up to {s.warehouse.busy_wait_s:g} s "
+                      "([warehouse] busy_wait_s)", highlight=False)
+
+    try:
+        return open_warehouse(s, purpose, read_only=read_only, on_wait=waiting)
+    except WarehouseBusy as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=75) from None
+
+
 ConfigOpt = typer.Option(None, "--config", "-c", help="settings TOML (default ./idlecap.toml if present)")
 
 
@@ -97,6 +113,9 @@ def _run_with_progress(label: str, fn, *args, **kwargs):
             elif event == "backtest":
                 done, total, name = payload
                 progress.update(bar, total=total, completed=done, last=f"fitted {name}")
+            elif event == "refresh":
+                done, total = payload
+                progress.update(bar, total=total, completed=done, last=f"slice {done}/{total}")
             elif event == "price_backtest":
                 done, total = payload
                 progress.update(bar, total=total, completed=done, last=f"origin {done}/{total} priced")
@@ -178,10 +197,9 @@ def calendar_show(
 ) -> None:
     """The plan as known at a point in time (what a backtest at that origin may see)."""
     from warehouse.calendar import current_plan, plan_as_of
-    from warehouse.db import connect
 
     s = _settings(config)
-    con = connect(s.duckdb_path, read_only=True)
+    con = _open(s, "calendar show", read_only=True)
     if as_of is None:
         df = current_plan(con, pool)
     else:
@@ -195,13 +213,17 @@ def refresh(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Refresh pool_hourly for the hours whose telemetry changed."""
+    from pipelines.progress import report
     from warehouse import pool_hourly
-    from warehouse.db import connect
 
     s = _settings(config)
-    con = connect(s.duckdb_path)
-    fn = pool_hourly.rebuild if rebuild else pool_hourly.refresh
-    r = fn(con, s.ingest.idle_util_threshold)
+    con = _open(s, "refresh")
+    if rebuild:
+        r = pool_hourly.rebuild(con, s.ingest.idle_util_threshold, s.warehouse.refresh_slice_hours)
+    else:
+        r = _run_with_progress("refresh", pool_hourly.refresh, con, s.ingest.idle_util_threshold,
+                               s.warehouse.refresh_slice_hours,
+                               on_slice=lambda done, total: report("refresh", (done, total)))
     console.print(f"{r.hours_refreshed:,} pool-hours refreshed, {r.rows_written:,} rows written")
 
 
@@ -209,13 +231,12 @@ def refresh(
 def status(config: Optional[Path] = ConfigOpt) -> None:
     """Per pool: rows, nodes, span, hours present and missing, coverage; ingest and quarantine totals."""
     from warehouse import status as st
-    from warehouse.db import connect
 
     s = _settings(config)
     if not Path(s.duckdb_path).exists():
         console.print(f"[yellow]no warehouse at {s.duckdb_path} yet: run `idlecap ingest` first[/yellow]")
         raise typer.Exit(code=1)
-    con = connect(s.duckdb_path, read_only=True)
+    con = _open(s, "status", read_only=True)
     print_frame(st.pool_status(con), f"pools ({s.duckdb_path})")
     print_frame(st.ingest_status(con), "ingest log")
     q = st.quarantine_status(con)
@@ -330,10 +351,9 @@ def quarantine(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Show quarantined rows: file, row, reason, detail and the raw row."""
-    from warehouse.db import connect
 
     s = _settings(config)
-    con = connect(s.duckdb_path, read_only=True)
+    con = _open(s, "quarantine", read_only=True)
     df = con.execute(
         "SELECT ingest_id, source_file, row_number, reason, detail, raw FROM quarantine "
         "WHERE ? IS NULL OR reason = ? ORDER BY ingest_id, row_number LIMIT ?",
@@ -449,7 +469,6 @@ def forecast(config: Optional[Path] = ConfigOpt) -> None:
     """Forecast every pool with the champion; write hourly and daily rows to the warehouse."""
     s = _settings(config)
     from pipelines.forecast_flow import forecast as forecast_flow
-    from warehouse.db import connect
     from warehouse.forecasts import latest_forecast
 
     with console.status("forecasting"):
@@ -460,7 +479,7 @@ def forecast(config: Optional[Path] = ConfigOpt) -> None:
             raise typer.Exit(code=1)
     console.print(f"forecast {out['forecast_id']}: origin {out['origin']}, {out['hourly_rows']:,} hourly and "
                   f"{out['daily_rows']:,} daily rows")
-    con = connect(s.duckdb_path, read_only=True)
+    con = _open(s, "forecast", read_only=True)
     day = latest_forecast(con, "day")
     con.close()
     if len(day):
@@ -592,10 +611,9 @@ def sheet_diff(
     """Price changes above the threshold between two sheets, each with what moved under it."""
     from pricing.diff import diff_items
     from warehouse import sheets as history
-    from warehouse.db import connect
 
     s = _settings(config)
-    con = connect(s.duckdb_path, read_only=True)
+    con = _open(s, "sheet diff", read_only=True)
     try:
         versions = [r[0] for r in con.execute("SELECT version FROM price_sheets ORDER BY version").fetchall()]
         if len(versions) < 2 and (old is None or new is None):
@@ -622,13 +640,12 @@ def sheet_diff(
 def sheet_history(limit: int = typer.Option(20), config: Optional[Path] = ConfigOpt) -> None:
     """Published sheets, newest first, and the pricing runs that held or left them unchanged."""
     from warehouse import sheets as history
-    from warehouse.db import connect
 
     s = _settings(config)
     if not Path(s.duckdb_path).exists():
         console.print("[yellow]no warehouse yet[/yellow]")
         raise typer.Exit(code=1)
-    con = connect(s.duckdb_path, read_only=True)
+    con = _open(s, "sheet history", read_only=True)
     print_frame(history.history(con, limit), "price sheets")
     runs = con.execute("SELECT run_at, as_of, status, version, reason FROM pricing_runs ORDER BY run_at DESC LIMIT ?",
                        [limit]).df()
@@ -648,7 +665,6 @@ def bookings_ingest(path: Path = typer.Argument(..., help="CSV or Parquet with b
     import pandas as pd
 
     from warehouse.bookings import load_bookings
-    from warehouse.db import connect
 
     s = _settings(config)
     if not path.exists():
@@ -656,7 +672,7 @@ def bookings_ingest(path: Path = typer.Argument(..., help="CSV or Parquet with b
         raise typer.Exit(code=1)
     text = {"booking_id": str, "pool": str, "product": str, "customer": str}  # "007" stays "007"
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=text)
-    con = connect(s.duckdb_path)
+    con = _open(s, "bookings ingest")
     try:
         r = load_bookings(con, frame)
     except ValueError as exc:
@@ -953,12 +969,11 @@ def _quiet_prefect_errors() -> None:
 
 def _night_failed(s: Settings, failure: str, verbose: bool) -> None:
     """The cause in a few lines, the live sheet, and where the full trace is."""
-    from warehouse.db import connect
     from warehouse.nightly import last_nights
 
     night = None
     try:
-        con = connect(s.duckdb_path, read_only=True)
+        con = _open(s, "status", read_only=True)
         try:
             n = last_nights(con, 1)
         finally:

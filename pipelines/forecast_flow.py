@@ -29,7 +29,7 @@ from pipelines.progress import report as progress
 from pipelines.retries import IO_RETRY
 from pipelines.settings import ForecastSettings, Settings
 from pipelines.tracking import ensure_experiment
-from warehouse.db import connect
+from pipelines.warehouse_conn import open_warehouse
 from warehouse.forecasts import ForecastRun, write_forecast
 
 _CALENDAR_SQL = "SELECT run_id, pool, start, \"end\", gpus, priority, status, known_at FROM training_calendar"
@@ -64,7 +64,7 @@ def horizon_from(origin: pd.Timestamp, f: ForecastSettings) -> int:
 def load_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Series (masked hours as NaN) and every version of the training calendar."""
     f = settings.forecast
-    con = connect(settings.duckdb_path)
+    con = open_warehouse(settings, "forecast")
     try:
         df = load_pool_series(con, min_coverage=f.min_coverage, mask_flags=tuple(f.mask_flags))
         cal = con.execute(_CALENDAR_SQL).df()
@@ -199,7 +199,7 @@ def load_champion_task(settings: Settings):
 
 @task
 def write_forecasts(run: ForecastRun, hourly: pd.DataFrame, daily: pd.DataFrame, settings: Settings) -> int:
-    con = connect(settings.duckdb_path)
+    con = open_warehouse(settings, "forecast")
     try:
         return write_forecast(con, run, hourly, daily)
     finally:

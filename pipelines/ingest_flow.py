@@ -14,9 +14,9 @@ from prefect import flow, get_run_logger, task
 
 from pipelines.progress import report
 from pipelines.settings import Settings
+from pipelines.warehouse_conn import open_warehouse
 from warehouse import calendar as cal
 from warehouse import pool_hourly
-from warehouse.db import connect
 from warehouse.ingest import IngestRules, expand_paths, ingest_files
 
 
@@ -39,7 +39,7 @@ def discover_files(paths: list[str]) -> list[str]:
 @task
 def ingest_batch(files: list[str], source: str, force: bool, settings: Settings) -> list[dict[str, Any]]:
     """Ingest a batch of files, one transaction each; a bad file is logged and skipped."""
-    con = connect(settings.duckdb_path)
+    con = open_warehouse(settings, "ingest")
     try:
         results = ingest_files(
             con, files, source=source, options=settings.sources.options(), rules=_rules(settings), force=force,
@@ -52,9 +52,10 @@ def ingest_batch(files: list[str], source: str, force: bool, settings: Settings)
 
 @task
 def refresh_pool_hourly(settings: Settings) -> dict[str, int]:
-    con = connect(settings.duckdb_path)
+    con = open_warehouse(settings, "ingest")
     try:
-        return asdict(pool_hourly.refresh(con, settings.ingest.idle_util_threshold))
+        return asdict(pool_hourly.refresh(con, settings.ingest.idle_util_threshold, settings.warehouse.refresh_slice_hours,
+                                         on_slice=lambda done, total: report("refresh", (done, total))))
     finally:
         con.close()
 
@@ -84,7 +85,7 @@ def ingest_telemetry(
 
 @task
 def ingest_plan_file(path: str, force: bool, settings: Settings) -> dict[str, Any]:
-    con = connect(settings.duckdb_path)
+    con = open_warehouse(settings, "ingest")
     try:
         r = cal.ingest_calendar(con, path, force=force)
     finally:

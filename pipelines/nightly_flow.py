@@ -26,7 +26,7 @@ from pipelines.pricing_flow import price
 from pipelines.retries import IO_RETRY
 from pipelines.settings import Settings, load_settings
 from pipelines.tracking import ensure_experiment
-from warehouse.db import connect
+from pipelines.warehouse_conn import open_warehouse
 from warehouse.nightly import live_errors, record_night
 
 
@@ -35,7 +35,7 @@ def _utc_now() -> datetime:
 
 
 def _record(settings: Settings, night_id: str, **fields: Any) -> None:
-    con = connect(settings.duckdb_path)
+    con = open_warehouse(settings, "nightly")
     try:
         record_night(con, night_id, **fields)
     finally:
@@ -78,7 +78,7 @@ def retrain_decision(settings: Settings, data_through: pd.Timestamp, mode: str) 
     if age_days >= n.retrain_every_days:
         return True, (f"the newest training used data to {end:%Y-%m-%d %H:%M}, {age_days:.1f} days before tonight's "
                       f"(cadence {n.retrain_every_days:g} days)")
-    con = connect(settings.duckdb_path, read_only=True)
+    con = open_warehouse(settings, "nightly", read_only=True)
     try:
         err = live_errors(con, (data_through - pd.Timedelta(days=7)).to_pydatetime(), data_through.to_pydatetime(),
                           24, settings.forecast.min_coverage, model_version=str(champ.version))
@@ -106,7 +106,7 @@ def fan_chart_png(history: pd.DataFrame, fc: pd.DataFrame, plan: pd.DataFrame, p
 
 @task(**IO_RETRY)
 def load_forecast_rows(settings: Settings, forecast_id: str) -> pd.DataFrame:
-    con = connect(settings.duckdb_path, read_only=True)
+    con = open_warehouse(settings, "nightly", read_only=True)
     try:
         return con.execute("SELECT * FROM forecasts WHERE forecast_id = ? AND grain = 'hour'", [forecast_id]).df()
     finally:

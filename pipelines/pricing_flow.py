@@ -36,8 +36,8 @@ from pricing.sheet import PriceSheet, highest_version, latest_sheet_path, point_
 from pipelines.retries import IO_RETRY
 from pipelines.settings import Settings
 from pipelines.tracking import ensure_experiment
+from pipelines.warehouse_conn import open_warehouse
 from warehouse import sheets as history
-from warehouse.db import connect
 from warehouse.forecasts import latest_forecast_run, pool_last_observed
 
 
@@ -63,7 +63,7 @@ def _utc(t: Any) -> pd.Timestamp:
 
 @task(**IO_RETRY)
 def load_pricing_inputs(settings: Settings, valid_from: pd.Timestamp) -> dict[str, Any]:
-    con = connect(settings.duckdb_path)
+    con = open_warehouse(settings, "pricing")
     try:
         run = latest_forecast_run(con)
         if run is None:  # the flow holds; raising here would only be retried
@@ -163,7 +163,7 @@ def inputs_fingerprint(run: dict[str, Any], valid_from: pd.Timestamp, settings: 
 def publish_sheet(sheet: PriceSheet, inputs_sha: str, items: pd.DataFrame, settings: Settings,
                   forecast: pd.DataFrame | None = None) -> tuple[Path, Path]:
     """History rows and files in one unit: the transaction commits only after the files are in place."""
-    con = connect(settings.duckdb_path)
+    con = open_warehouse(settings, "pricing")
     try:
         d = Path(settings.sheets_dir)
         name = f"price-sheet-{sheet.version:06d}"
@@ -288,7 +288,7 @@ def _log_risk_model(c, run_id: str, risk, t: Path) -> None:
 
 
 def _store_findings(settings: Settings, run_id: str, findings: pd.DataFrame) -> None:
-    con = connect(settings.duckdb_path)
+    con = open_warehouse(settings, "pricing")
     try:
         history.record_findings(con, datetime.now(timezone.utc), run_id, findings)
     finally:
@@ -297,7 +297,7 @@ def _store_findings(settings: Settings, run_id: str, findings: pd.DataFrame) -> 
 
 def _record(settings: Settings, as_of: pd.Timestamp, status: str, version: int | None, reason: str | None,
             run_id: str | None) -> None:
-    con = connect(settings.duckdb_path)
+    con = open_warehouse(settings, "pricing")
     try:
         history.record_run(con, as_of.to_pydatetime(), status, version, reason, run_id)
     finally:
@@ -370,7 +370,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         if offered.empty:
             reasons = items["withdraw_reason"].value_counts().head(5).to_dict()
             raise Hold(f"no item could be offered (withdrawn: {reasons})", explain_grouped(findings))
-        con = connect(settings.duckdb_path)
+        con = open_warehouse(settings, "pricing")
         try:
             version = history.next_version(con, highest_version(settings.sheets_dir))
         finally:
@@ -381,7 +381,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             mlflow_run_id=run_id, forecast_id=run["forecast_id"], items=public_items(offered), currency=p.currency,
         )
         diff, counts = diff_items(items, inputs["last_items"], p.diff_threshold)
-        con = connect(settings.duckdb_path)
+        con = open_warehouse(settings, "pricing")
         try:  # the curves this pass priced with (published or not), next to the MLflow copy
             history.record_demand_fits(con, demand.table())
         finally:
@@ -457,7 +457,7 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
     p = settings.pricing
     rules = p.rules()
     df, cal = load_inputs(settings)
-    con = connect(settings.duckdb_path)
+    con = open_warehouse(settings, "pricing")
     try:
         pools = con.execute("SELECT pool, gpu_model FROM pools").df()
     finally:
@@ -523,7 +523,7 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
             c.log_metric(run_id, f"spot_risk.{key}.mean_predicted", float(r["mean_predicted"]))
         c.set_tag(run_id, "spot_risk.calibration", "adopted" if cal.adopted else "not adopted")
         if cal.adopted:  # otherwise nothing stored: pricing keeps the raw score
-            con = connect(settings.duckdb_path)
+            con = open_warehouse(settings, "pricing")
             try:
                 briers = dict(zip(cal.summary["risk"], cal.summary["brier"]))
                 history.record_spot_calibration(con, run_id, cal.calibrator.x_, cal.calibrator.y_,

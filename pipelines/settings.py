@@ -35,6 +35,21 @@ class IngestSettings(BaseModel):
     files_per_task: int = Field(200, ge=1)
 
 
+class WarehouseSettings(BaseModel):
+    """DuckDB resources and sharing: big refreshes spill to `temp_directory` instead of growing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory_limit: str = Field("4GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+                              description="DuckDB's memory cap (e.g. 4GB); work beyond it spills to temp_directory")
+    temp_directory: Path | None = Field(None, description="DuckDB spill directory (default var/duckdb_tmp)")
+    threads: int | None = Field(None, ge=1, description="DuckDB threads (default: every core)")
+    busy_wait_s: float = Field(60.0, ge=0, description="how long a command waits for another process "
+                               "that holds the warehouse before giving up")
+    refresh_slice_hours: int = Field(24, ge=1, description="pool_hourly is refreshed this many hours at a time "
+                                     "(one transaction each), so memory does not grow with the backlog")
+
+
 class SourceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -326,6 +341,7 @@ class Settings(BaseModel):
     mlflow_artifacts: str | None = None
     sheets_dir: Path | None = None
     prefect_home: Path | None = None
+    warehouse: WarehouseSettings = WarehouseSettings()
     ingest: IngestSettings = IngestSettings()
     sources: SourceSettings = SourceSettings()
     forecast: ForecastSettings = ForecastSettings()
@@ -349,6 +365,8 @@ class Settings(BaseModel):
             self.pricing.references_dir = v / "references"
         if self.pricing.overrides is None:
             self.pricing.overrides = v / "overrides.toml"
+        if self.warehouse.temp_directory is None:
+            self.warehouse.temp_directory = v / "duckdb_tmp"
         if self.api.keys_path is None:
             self.api.keys_path = v / "api_keys.json"
 
@@ -362,7 +380,7 @@ ENV_PREFIX = "IDLECAP_"
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    sections = {"ingest", "sources", "forecast", "pricing", "api", "nightly"}
+    sections = {"warehouse", "ingest", "sources", "forecast", "pricing", "api", "nightly"}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key == "IDLECAP_CONFIG":
             continue

@@ -13,17 +13,20 @@ reporting node carried at its latest sample): a reserved promise breaks at a sam
 hourly mean, so safety is judged on this column.
 
 Refresh is incremental: ingest records the hours it touched in pool_hourly_dirty (in the same
-transaction as the load); `refresh` recomputes only those hours and clears them, atomically.
+transaction as the load); `refresh` recomputes only those hours and clears them, one slice of
+clock time (default a day) per transaction, so its memory does not grow with the backlog.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 
 _REFRESH_SQL = """
 INSERT INTO pool_hourly
-WITH dirty AS (SELECT DISTINCT pool, ts FROM pool_hourly_dirty),
+WITH dirty AS (SELECT DISTINCT pool, ts FROM pool_hourly_dirty WHERE ts >= $lo AND ts < $hi),
 samples AS (
     SELECT t.pool, d.ts AS hour, t.node_id, t.ts, t.gpu_model, t.gpus_total,
            CASE WHEN t.gpus_allocated IS NOT NULL THEN t.gpus_allocated
@@ -70,34 +73,58 @@ GROUP BY h.pool, h.hour
 class RefreshResult:
     hours_refreshed: int
     rows_written: int
+    slices: int = 0
 
 
-def refresh(con: duckdb.DuckDBPyConnection, idle_util_threshold: float = 5.0) -> RefreshResult:
-    """Recompute the pool-hours marked dirty, in one transaction. Idempotent."""
+
+def _refresh_slice(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime, threshold: float) -> tuple[int, int]:
+    """Recompute the dirty pool-hours in [lo, hi) in one transaction: (pool-hours, rows written)."""
+    bounds = {"lo": lo, "hi": hi}
     con.execute("BEGIN TRANSACTION")
     try:
-        n_dirty = con.execute("SELECT count(*) FROM (SELECT DISTINCT pool, ts FROM pool_hourly_dirty)").fetchall()[0][0]
-        if n_dirty == 0:
-            con.execute("COMMIT")
-            return RefreshResult(0, 0)
+        n_dirty = con.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT pool, ts FROM pool_hourly_dirty WHERE ts >= $lo AND ts < $hi)",
+            bounds).fetchall()[0][0]
         con.execute(
-            "DELETE FROM pool_hourly USING (SELECT DISTINCT pool, ts FROM pool_hourly_dirty) d "
-            "WHERE pool_hourly.pool = d.pool AND pool_hourly.ts = d.ts"
-        )
-        after_delete = con.execute("SELECT count(*) FROM pool_hourly").fetchall()[0][0]
-        con.execute(_REFRESH_SQL, {"threshold": float(idle_util_threshold)})
-        after = con.execute("SELECT count(*) FROM pool_hourly").fetchall()[0][0]
-        con.execute("DELETE FROM pool_hourly_dirty")
+            "DELETE FROM pool_hourly USING (SELECT DISTINCT pool, ts FROM pool_hourly_dirty "
+            "WHERE ts >= $lo AND ts < $hi) d WHERE pool_hourly.pool = d.pool AND pool_hourly.ts = d.ts", bounds)
+        written = con.execute(_REFRESH_SQL, {**bounds, "threshold": float(threshold)}).fetchall()[0][0]
+        con.execute("DELETE FROM pool_hourly_dirty WHERE ts >= $lo AND ts < $hi", bounds)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return RefreshResult(hours_refreshed=int(n_dirty), rows_written=int(after - after_delete))
+    return int(n_dirty), int(written)
 
 
-def rebuild(con: duckdb.DuckDBPyConnection, idle_util_threshold: float = 5.0) -> RefreshResult:
+def refresh(
+    con: duckdb.DuckDBPyConnection,
+    idle_util_threshold: float = 5.0,
+    slice_hours: int = 24,
+    on_slice: Callable[[int, int], None] | None = None,
+) -> RefreshResult:
+    """Recompute the pool-hours marked dirty, `slice_hours` of clock time per transaction. Idempotent.
+
+    Slicing bounds memory by one slice's samples, not the backlog: a 28-day backfill refreshes in
+    the memory of one day. A crash between slices leaves the rest marked dirty for the next run."""
+    if slice_hours < 1:
+        raise ValueError("slice_hours must be >= 1")
+    width = timedelta(hours=slice_hours)
+    starts = [r[0] for r in con.execute(
+        "SELECT DISTINCT to_timestamp((epoch(ts)::BIGINT // $w) * $w) AS s FROM pool_hourly_dirty ORDER BY s",
+        {"w": slice_hours * 3600}).fetchall()]
+    hours = rows = 0
+    for i, lo in enumerate(starts):
+        n, w = _refresh_slice(con, lo, lo + width, idle_util_threshold)
+        hours, rows = hours + n, rows + w
+        if on_slice is not None:
+            on_slice(i + 1, len(starts))
+    return RefreshResult(hours_refreshed=hours, rows_written=rows, slices=len(starts))
+
+
+def rebuild(con: duckdb.DuckDBPyConnection, idle_util_threshold: float = 5.0, slice_hours: int = 24) -> RefreshResult:
     """Mark every hour with telemetry dirty and refresh: the full rebuild, for repairs and checks."""
     con.execute(
         "INSERT INTO pool_hourly_dirty SELECT DISTINCT pool, date_trunc('hour', ts) FROM telemetry"
     )
-    return refresh(con, idle_util_threshold)
+    return refresh(con, idle_util_threshold, slice_hours)

@@ -86,3 +86,23 @@ def test_api_key_create_list_revoke(var: Path) -> None:
     r = runner.invoke(app, ["api-key", "create", "--scope", "admin"])
     assert r.exit_code == 2 and "customer, internal" in r.output
     assert runner.invoke(app, ["api-key", "revoke", "000000000000"]).exit_code == 1
+
+
+@pytest.mark.parametrize("command", [["status"], ["quarantine"], ["refresh"]])
+def test_readers_say_who_holds_a_busy_warehouse_in_one_line(var: Path, monkeypatch, command: list[str]) -> None:
+    from tests.warehouse.test_db import hold
+    from warehouse.db import connect
+
+    connect(var / "idlecap.duckdb").close()
+    monkeypatch.setenv("IDLECAP_WAREHOUSE__BUSY_WAIT_S", "0.5")
+    p = hold(var / "idlecap.duckdb", 30, purpose="ingest")
+    try:
+        r = runner.invoke(app, command)
+    finally:
+        p.kill()
+        p.wait()
+    assert r.exit_code == 75, r.output
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert lines[0].startswith(f"warehouse busy: ingest, PID {p.pid}, since ") and "waiting up to 0.5 s" in lines[0]
+    assert lines[-1].startswith(f"warehouse busy: ingest, PID {p.pid}") and "gave up after 0.5 s" in lines[-1]
+    assert len(lines) == 2 and "Traceback" not in r.output
