@@ -41,6 +41,67 @@ def _pad_to(train: pd.DataFrame, origin: pd.Timestamp) -> pd.DataFrame:
     return pd.concat([train, pad[train.columns]], ignore_index=True)
 
 
+def backtest_origins(
+    df: pd.DataFrame, h: int = 24, n_windows: int = 7, step: int = 24, origins: pd.DatetimeIndex | None = None,
+) -> pd.DatetimeIndex:
+    """The origins a backtest scores (rolling from the end unless given), checked against the history."""
+    ds = to_utc_hours(df["ds"])
+    end = ds.max() + pd.Timedelta(hours=1)
+    if origins is None:
+        origins = rolling_origins(end, h, n_windows, step)
+    origins = to_utc_hours(origins)
+    if origins.min() <= ds.min():
+        have = (end - ds.min()) / pd.Timedelta(hours=1)
+        need = (end - origins.min()) / pd.Timedelta(hours=1)
+        raise ValueError(
+            f"not enough history to backtest: {have:.0f} h of telemetry ({ds.min():%Y-%m-%d %H:%M} to "
+            f"{end:%Y-%m-%d %H:%M}), but {len(origins)} origin(s) {h} h ahead need more than {need:.0f} h; "
+            "wait for more telemetry, or lower [forecast] backtest_windows / backtest_horizon_hours")
+    return pd.DatetimeIndex(origins)
+
+
+def backtest_window(
+    forecaster: Forecaster,
+    df: pd.DataFrame,
+    calendar: pd.DataFrame | None,
+    origin: pd.Timestamp,
+    h: int = 24,
+    window: str = "expanding",
+    window_size: int | None = None,
+) -> pd.DataFrame:
+    """One origin of one forecaster: refit on history before the origin with the calendar as known
+    then, forecast h hours, keep the observed hours. A unit of work that can run anywhere."""
+    if window not in ("expanding", "sliding"):
+        raise ValueError("window must be 'expanding' or 'sliding'")
+    if window == "sliding" and not window_size:
+        raise ValueError("a sliding window needs window_size (hours)")
+    df = df.assign(ds=to_utc_hours(df["ds"]))
+    origin = pd.Timestamp(origin)
+    cal = normalize_calendar(calendar)
+    lo = origin - pd.Timedelta(hours=window_size) if window == "sliding" else df["ds"].min()
+    train = _pad_to(df[(df["ds"] < origin) & (df["ds"] >= lo)], origin)
+    truth = df[(df["ds"] >= origin) & (df["ds"] < origin + pd.Timedelta(hours=h))]
+    known = cal[cal["known_at"] <= origin]
+    m = clone(forecaster).fit(train, known)
+    fc = m.predict(h, X_df=known)
+    j = fc.merge(truth[["unique_id", "ds", "y", "gpus_total"]], on=["unique_id", "ds"], how="inner")
+    j = j[j["y"].notna()]
+    j.insert(2, "cutoff", origin)
+    return j
+
+
+def assemble_cv(pieces: Sequence[pd.DataFrame], calendar: pd.DataFrame | None) -> pd.DataFrame:
+    """The backtest windows as one long frame with step and planned-event columns, in a fixed order
+    (so the result does not depend on where or in which order the windows ran)."""
+    cv = pd.concat(list(pieces), ignore_index=True)
+    cv["step"] = ((cv["ds"] - cv["cutoff"]) // pd.Timedelta(hours=1)).astype(int) + 1
+    events = event_hours(normalize_calendar(calendar)).assign(event=True)
+    cv = cv.merge(events, on=["unique_id", "ds"], how="left")
+    cv["event"] = cv["event"].fillna(False).astype(bool)
+    cols = ["unique_id", "ds", "cutoff", "step", "model", "y", "mean", *QCOLS, "gpus_total", "event"]
+    return cv[cols].sort_values(["model", "cutoff", "unique_id", "ds"], ignore_index=True)
+
+
 def cross_validation(
     forecasters: Sequence[Forecaster],
     df: pd.DataFrame,
@@ -53,50 +114,24 @@ def cross_validation(
     origins: pd.DatetimeIndex | None = None,
     on_window: Callable[[int, int, str], None] | None = None,
 ) -> pd.DataFrame:
-    """Long frame unique_id, ds, cutoff, step, model, y, mean, q05..q95, gpus_total, event."""
+    """Long frame unique_id, ds, cutoff, step, model, y, mean, q05..q95, gpus_total, event.
+
+    In-process loop over (origin, forecaster); the nightly flow runs the same windows
+    (`backtest_window`) as tasks on its runner and joins them with `assemble_cv`."""
     if window not in ("expanding", "sliding"):
         raise ValueError("window must be 'expanding' or 'sliding'")
     if window == "sliding" and not window_size:
         raise ValueError("a sliding window needs window_size (hours)")
-    df = df.copy()
-    df["ds"] = to_utc_hours(df["ds"])
-    end = df["ds"].max() + pd.Timedelta(hours=1)
-    if origins is None:
-        origins = rolling_origins(end, h, n_windows, step)
-    origins = to_utc_hours(origins)
-    if origins.min() <= df["ds"].min():
-        have = (end - df["ds"].min()) / pd.Timedelta(hours=1)
-        need = (end - origins.min()) / pd.Timedelta(hours=1)
-        raise ValueError(
-            f"not enough history to backtest: {have:.0f} h of telemetry ({df['ds'].min():%Y-%m-%d %H:%M} to "
-            f"{end:%Y-%m-%d %H:%M}), but {len(origins)} origin(s) {h} h ahead need more than {need:.0f} h; "
-            "wait for more telemetry, or lower [forecast] backtest_windows / backtest_horizon_hours")
-    cal = normalize_calendar(calendar)
-    events = event_hours(cal).assign(event=True)
+    df = df.assign(ds=to_utc_hours(df["ds"]))
+    origins = backtest_origins(df, h, n_windows, step, origins)
     out = []
     total = len(origins) * len(forecasters)
-    done = 0
     for origin in origins:
-        lo = origin - pd.Timedelta(hours=window_size) if window == "sliding" else df["ds"].min()
-        train = _pad_to(df[(df["ds"] < origin) & (df["ds"] >= lo)], origin)
-        truth = df[(df["ds"] >= origin) & (df["ds"] < origin + pd.Timedelta(hours=h))]
-        known = cal[cal["known_at"] <= origin]
         for f in forecasters:
-            m = clone(f).fit(train, known)
-            fc = m.predict(h, X_df=known)
-            j = fc.merge(truth[["unique_id", "ds", "y", "gpus_total"]], on=["unique_id", "ds"], how="inner")
-            j = j[j["y"].notna()]
-            j.insert(2, "cutoff", origin)
-            out.append(j)
-            done += 1
+            out.append(backtest_window(f, df, calendar, origin, h, window, window_size))
             if on_window is not None:
-                on_window(done, total, f.name)
-    cv = pd.concat(out, ignore_index=True)
-    cv["step"] = ((cv["ds"] - cv["cutoff"]) // pd.Timedelta(hours=1)).astype(int) + 1
-    cv = cv.merge(events, on=["unique_id", "ds"], how="left")
-    cv["event"] = cv["event"].fillna(False).astype(bool)
-    cols = ["unique_id", "ds", "cutoff", "step", "model", "y", "mean", *QCOLS, "gpus_total", "event"]
-    return cv[cols].sort_values(["model", "cutoff", "unique_id", "ds"], ignore_index=True)
+                on_window(len(out), total, f.name)
+    return assemble_cv(out, calendar)
 
 
 def add_selected(cv: pd.DataFrame, candidates: Sequence[str], metric: str = "mae", name: str = "selected") -> pd.DataFrame:

@@ -69,13 +69,28 @@ class PerPoolSelector(Forecaster):
             raise RuntimeError("PerPoolSelector is not fitted")
         choice = self.choice or {}
         fcs = []
-        needed = None
-        for name, m in self.members_.items():
-            fc = m.predict(h, X_df=X_df, new_df=new_df)
-            if needed is None:
-                needed = fc["unique_id"].map(lambda u: choice.get(u, self.default_))
-                needed = dict(zip(fc["unique_id"], needed))
-            fcs.append(fc[fc["unique_id"].map(needed) == name])
+        if new_df is not None:
+            # each member forecasts only the pools that chose it: a per-pool model's cost is never
+            # paid for pools that do not use it (a global model's features are per pool, so a subset
+            # of the history gives the same forecasts for those pools)
+            from models.backtest import _pad_to
+
+            pick = new_df["unique_id"].map(lambda u: choice.get(u, self.default_))
+            origin = pd.Timestamp(new_df["ds"].max()) + pd.Timedelta(hours=1)  # the same for every subset
+            for name, m in self.members_.items():
+                part = new_df[pick == name]
+                if len(part):
+                    fcs.append(m.predict(h, X_df=X_df, new_df=_pad_to(part, origin)))
+        else:
+            needed = None
+            for name, m in self.members_.items():
+                fc = m.predict(h, X_df=X_df, new_df=new_df)
+                if needed is None:
+                    needed = fc["unique_id"].map(lambda u: choice.get(u, self.default_))
+                    needed = dict(zip(fc["unique_id"], needed))
+                fcs.append(fc[fc["unique_id"].map(needed) == name])
+        if not fcs:
+            raise ValueError("no pool to forecast: new_df is empty")
         out = pd.concat(fcs, ignore_index=True)
         out["source_model"] = out["model"]
         out["model"] = self.name

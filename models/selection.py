@@ -48,7 +48,11 @@ def backtest_and_select(
     """Rolling-origin backtest of every candidate, metrics, and the per-pool choice."""
     cv = cross_validation(candidates, df, calendar, h=h, n_windows=n_windows, step=step, window=window,
                           window_size=window_size, on_window=on_window)
-    names = [c.name for c in candidates]
+    return select_from_cv(cv, [c.name for c in candidates], df, season)
+
+
+def select_from_cv(cv: pd.DataFrame, names: list[str], df: pd.DataFrame, season: int = 24) -> BacktestReport:
+    """Metrics and the per-pool choice from finished backtest windows (wherever they ran)."""
     if len(names) > 1:
         cv = add_selected(cv, names, name=SELECTED)
     scale = insample_scale(df, cv["cutoff"].unique(), season=season)

@@ -18,13 +18,16 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from features.planned import plan_as_of
 from features.series import data_fingerprint, load_pool_series
 from models import catalog
 from models.base import check_forecast_frame
 from models.daily import to_daily
-from models.selection import SELECTED, BacktestReport, backtest_and_select, final_forecaster
+from models.backtest import assemble_cv, backtest_origins, backtest_window
+from models.selection import SELECTED, BacktestReport, final_forecaster, select_from_cv
+from pipelines.compute import handoff, read_handoff, task_runner
 from pipelines.progress import report as progress
 from pipelines.retries import IO_RETRY
 from pipelines.settings import ForecastSettings, Settings
@@ -75,15 +78,39 @@ def load_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     return df, cal
 
 
-@task
-def run_backtest(df: pd.DataFrame, calendar: pd.DataFrame, settings: Settings) -> BacktestReport:
+@task(cache_policy=NO_CACHE)
+def backtest_window_task(series: str, calendar: str, origin: pd.Timestamp, model: str,
+                         settings: Settings) -> pd.DataFrame:
+    """One (origin, candidate) of the backtest, on whichever worker the runner picks."""
     f = settings.forecast
-    candidates = catalog.build_all(f.models, f.backtest_horizon_hours, _lgbm_kwargs(f), f.processes, f.anchor_decay)
-    return backtest_and_select(
-        candidates, df, calendar, h=f.backtest_horizon_hours, n_windows=f.backtest_windows,
-        step=f.backtest_step_hours, window=f.backtest_window, window_size=f.backtest_window_hours,
-        on_window=lambda done, total, name: progress("backtest", (done, total, name)),
-    )
+    candidate = catalog.build(model, f.backtest_horizon_hours, _lgbm_kwargs(f), f.processes, f.anchor_decay)
+    return backtest_window(candidate, read_handoff(series), read_handoff(calendar), origin,
+                           h=f.backtest_horizon_hours, window=f.backtest_window, window_size=f.backtest_window_hours)
+
+
+@flow(name="backtest_windows")
+def backtest_windows(paths: dict[str, str], origins: list[pd.Timestamp], models: list[str],
+                     settings: Settings) -> list[pd.DataFrame]:
+    """Every (origin, candidate) window as a task on this flow's runner (Dask or threads)."""
+    jobs = [(o, m) for o in origins for m in models]
+    futures = [backtest_window_task.submit(paths["series"], paths["calendar"], o, m, settings) for o, m in jobs]
+    out = []
+    for i, (fut, (_, m)) in enumerate(zip(futures, jobs)):
+        out.append(fut.result())
+        progress("backtest", (i + 1, len(jobs), m))
+    return out
+
+
+def run_backtest(df: pd.DataFrame, calendar: pd.DataFrame, settings: Settings) -> BacktestReport:
+    """Rolling-origin backtest of every candidate with windows on the [compute] runner, then the choice."""
+    f = settings.forecast
+    origins = backtest_origins(df, f.backtest_horizon_hours, f.backtest_windows, f.backtest_step_hours)
+    names = [c.name for c in catalog.build_all(f.models, f.backtest_horizon_hours, _lgbm_kwargs(f), f.processes,
+                                               f.anchor_decay)]
+    runner = task_runner(settings, df["unique_id"].nunique())
+    with handoff(settings, series=df, calendar=calendar) as paths:
+        pieces = backtest_windows.with_options(task_runner=runner)(paths, list(origins), list(f.models), settings)
+    return select_from_cv(assemble_cv(pieces, calendar), names, df)
 
 
 @task

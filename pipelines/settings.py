@@ -50,6 +50,23 @@ class WarehouseSettings(BaseModel):
                                      "(one transaction each), so memory does not grow with the backlog")
 
 
+class ComputeSettings(BaseModel):
+    """Where per-pool and per-origin work runs: in the flow's process, or on a Dask cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runner: str = Field("auto", pattern="^(auto|dask|threads)$", description="dask: every night on Dask "
+                        "(a local cluster, or `address`); threads: in the flow's process; auto: Dask from "
+                        "`dask_min_pools` pools (a local cluster costs about 15 s to start)")
+    address: str | None = Field(None, description="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                                "(default: start a local cluster per run)")
+    n_workers: int = Field(2, ge=1, description="worker processes of the local cluster")
+    threads_per_worker: int = Field(1, ge=1)
+    dask_min_pools: int = Field(100, ge=1, description="auto uses Dask from this many pools")
+    scratch_dir: Path | None = Field(None, description="inputs handed to workers (default var/work); on a "
+                                     "multi-machine cluster, a path every worker can read")
+
+
 class SourceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -342,6 +359,7 @@ class Settings(BaseModel):
     sheets_dir: Path | None = None
     prefect_home: Path | None = None
     warehouse: WarehouseSettings = WarehouseSettings()
+    compute: ComputeSettings = ComputeSettings()
     ingest: IngestSettings = IngestSettings()
     sources: SourceSettings = SourceSettings()
     forecast: ForecastSettings = ForecastSettings()
@@ -367,6 +385,8 @@ class Settings(BaseModel):
             self.pricing.overrides = v / "overrides.toml"
         if self.warehouse.temp_directory is None:
             self.warehouse.temp_directory = v / "duckdb_tmp"
+        if self.compute.scratch_dir is None:
+            self.compute.scratch_dir = v / "work"
         if self.api.keys_path is None:
             self.api.keys_path = v / "api_keys.json"
 
@@ -380,7 +400,7 @@ ENV_PREFIX = "IDLECAP_"
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    sections = {"warehouse", "ingest", "sources", "forecast", "pricing", "api", "nightly"}
+    sections = {"warehouse", "compute", "ingest", "sources", "forecast", "pricing", "api", "nightly"}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key == "IDLECAP_CONFIG":
             continue
