@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from warehouse.sources.base import STAGED_SCHEMA, SourceReadError
+from warehouse.sources.text_checks import text_problem
 
 Reject = tuple[int, str, str, str]
 
@@ -59,6 +60,9 @@ def read_text_csv(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, li
 
 
 def read_header(path: Path) -> list[str]:
+    problem = text_problem(path, "the source's columns")
+    if problem:
+        raise SourceReadError(f"{path}: {problem}")
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
             head = b""

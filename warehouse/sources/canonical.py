@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from warehouse.sources.base import CANONICAL_COLUMNS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, SourceReadError
+from warehouse.sources.text_checks import csv_error, text_problem
 
 _ALL = tuple(dict.fromkeys(CANONICAL_COLUMNS + OPTIONAL_COLUMNS))
 
@@ -57,6 +58,9 @@ def stage_canonical(con: duckdb.DuckDBPyConnection, path: Path, default_source: 
             row_number = "file_row_number + 1"
             key = "file_row_number"
         elif _is_csv(path):
+            problem = text_problem(path, ", ".join(REQUIRED_COLUMNS))
+            if problem:
+                raise SourceReadError(f"{path}: {problem}")
             raw = f"csv_raw_{tag}"
             rej_t, rej_s = f"csv_rej_{tag}", f"csv_scan_{tag}"
             con.execute(
@@ -92,7 +96,9 @@ def stage_canonical(con: duckdb.DuckDBPyConnection, path: Path, default_source: 
                 f"{path}: unsupported file type for source 'canonical' (expected .parquet, .csv or .csv.gz)"
             )
     except duckdb.Error as exc:
-        raise SourceReadError(f"{path}: cannot read file: {str(exc).splitlines()[0]}") from exc
+        if _is_csv(path):
+            raise SourceReadError(f"{path}: {csv_error(path, exc)}") from None
+        raise SourceReadError(f"{path}: cannot read file: {str(exc).splitlines()[0][:500]}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in cols]
     if missing:
         raise SourceReadError(
