@@ -195,7 +195,7 @@ def _parse_sql(
     src = default_source.replace("'", "''")
     return f"""
     CREATE TEMP VIEW conv_{tag} AS
-      SELECT _k, row_number,
+      SELECT _k, _f, row_number,
         ts IS NULL AS ts_raw_null, {is_ts} AS is_ts, {has_tz} AS has_tz, {ts_p} AS ts_p,
         node_id::VARCHAR AS node_id, pool::VARCHAR AS pool, gpu_model::VARCHAR AS gpu_model,
         gpus_total IS NULL AS total_raw_null, TRY_CAST(gpus_total AS DOUBLE) AS total_d,
@@ -205,7 +205,7 @@ def _parse_sql(
         nullif(quality_flag::VARCHAR, '') AS quality_flag
       FROM {staged.relation};
     CREATE TEMP {kind} parsed_{tag} AS
-    SELECT _k, row_number, ts_p AS ts, node_id, pool, gpu_model, total_d, alloc_d, util_d, source, quality_flag,
+    SELECT _k, _f, row_number, ts_p AS ts, node_id, pool, gpu_model, total_d, alloc_d, util_d, source, quality_flag,
       CASE
         WHEN ts_raw_null THEN 'missing_ts'
         WHEN NOT is_ts THEN 'unparseable_ts'
@@ -253,7 +253,7 @@ def _prepare(con, staged: Staged, default_source: str, rules: IngestRules, now: 
     if kind == "TABLE":
         base = f"(SELECT * EXCLUDE (reason) FROM parsed_{tag})"
     else:
-        base = (f"(SELECT _k, row_number, ts_p AS ts, node_id, pool, gpu_model, total_d, alloc_d, util_d, "
+        base = (f"(SELECT _k, _f, row_number, ts_p AS ts, node_id, pool, gpu_model, total_d, alloc_d, util_d, "
                 f"source, quality_flag FROM conv_{tag})")
     con.execute(f"CREATE TEMP VIEW ok_{tag} AS SELECT * FROM {base} WHERE _k NOT IN (SELECT _k FROM x_{tag})")
 
@@ -356,15 +356,16 @@ def _check_duplicates_in_file(con, tag: str) -> None:
     """)
 
 
-def _reconcile_with_stored(con, tag: str, ingest_id: int) -> tuple[int, int, str | None]:
+def _reconcile_with_stored(con, tag: str) -> dict[int, tuple[int, int, str | None]]:
     """Rows already stored: identical -> duplicate; any difference in a node-hour -> replace that node-hour.
 
-    Returns (stored samples superseded, node-hours replaced, note).
+    Returns, per file of the batch (`_f`) that replaced anything: (stored samples superseded,
+    node-hours replaced, note). A node is in one file of a batch, so a node-hour has one file.
     """
     ok, x = f"ok_{tag}", f"x_{tag}"
     lo, hi = _one(con, f"SELECT min(lo), max(hi) FROM nh_{tag}")
     if lo is None:
-        return 0, 0, None
+        return {}
     bounds = [lo, hi]
     stored = _one(
         con,
@@ -373,17 +374,17 @@ def _reconcile_with_stored(con, tag: str, ingest_id: int) -> tuple[int, int, str
         bounds,
     )[0]
     if not stored:
-        return 0, 0, None
+        return {}
     con.execute(f"""
         CREATE TEMP TABLE ovl_{tag} AS
-        SELECT c._k, c.node_id, date_trunc('hour', c.ts) AS hour,
+        SELECT c._k, c._f, c.node_id, date_trunc('hour', c.ts) AS hour,
                (t.pool = c.pool AND t.gpu_model = c.gpu_model AND t.gpus_total = c.total_d
                 AND t.gpus_allocated IS NOT DISTINCT FROM c.alloc_d AND t.gpu_util IS NOT DISTINCT FROM c.util_d
                 AND t.quality_flag IS NOT DISTINCT FROM c.quality_flag) AS same
         FROM {ok} c JOIN telemetry t ON t.node_id = c.node_id AND t.ts = c.ts
         WHERE t.ts BETWEEN ? AND ?
     """, bounds)
-    con.execute(f"CREATE TEMP TABLE rep_{tag} AS SELECT DISTINCT node_id, hour FROM ovl_{tag} WHERE NOT same")
+    con.execute(f"CREATE TEMP TABLE rep_{tag} AS SELECT DISTINCT node_id, hour, _f FROM ovl_{tag} WHERE NOT same")
     con.execute(f"""
         INSERT INTO {x}
         SELECT o._k, NULL, NULL, TRUE FROM ovl_{tag} o
@@ -391,31 +392,37 @@ def _reconcile_with_stored(con, tag: str, ingest_id: int) -> tuple[int, int, str
     """)
     n_hours = _one(con, f"SELECT count(*) FROM rep_{tag}")[0]
     if not n_hours:
-        return 0, 0, None
+        return {}
     span = [lo - timedelta(hours=1), hi + timedelta(hours=1)]
     con.execute(f"""
         INSERT INTO telemetry_superseded
-        SELECT t.*, {ingest_id} FROM telemetry t JOIN rep_{tag} r
+        SELECT t.*, f.ingest_id FROM telemetry t JOIN rep_{tag} r
           ON t.node_id = r.node_id AND date_trunc('hour', t.ts) = r.hour
+          JOIN files_{tag} f ON f._f = r._f
         WHERE t.ts BETWEEN ? AND ?
     """, span)
-    replaced = _one(con, f"SELECT count(*) FROM telemetry_superseded WHERE superseded_by = {ingest_id}")[0]
+    per_file = con.execute(f"""
+        SELECT f._f, (SELECT count(*) FROM telemetry_superseded s WHERE s.superseded_by = f.ingest_id),
+               (SELECT count(*) FROM rep_{tag} r WHERE r._f = f._f)
+        FROM files_{tag} f WHERE f._f IN (SELECT _f FROM rep_{tag})
+    """).fetchall()
     con.execute(f"""
         DELETE FROM telemetry USING rep_{tag} r
         WHERE telemetry.node_id = r.node_id AND date_trunc('hour', telemetry.ts) = r.hour
           AND telemetry.ts BETWEEN ? AND ?
     """, span)
-    note = f"late data: replaced {replaced} stored samples in {n_hours} node-hour(s) with this file's samples"
-    return int(replaced), int(n_hours), note
+    return {int(f): (int(n), int(h), f"late data: replaced {n} stored samples in {h} node-hour(s) with this file's samples")
+            for f, n, h in per_file}
 
 
-def _load(con, tag: str, ingest_id: int, default_interval_s: int | None) -> None:
+def _load(con, tag: str, default_interval_s: int | None) -> None:
     """Insert the good rows; update the inventory and the hours pool_hourly must refresh."""
     ok = f"ok_{tag}"
     con.execute(f"""
         INSERT INTO telemetry
-        SELECT ts, node_id, pool, gpu_model, total_d::INTEGER, alloc_d::INTEGER, util_d, source, quality_flag, {ingest_id}
-        FROM {ok}
+        SELECT o.ts, o.node_id, o.pool, o.gpu_model, o.total_d::INTEGER, o.alloc_d::INTEGER, o.util_d, o.source,
+               o.quality_flag, f.ingest_id
+        FROM {ok} o JOIN files_{tag} f USING (_f)
     """)
     # The sampling interval drives coverage. Adapters of fixed-rate sources declare it; for
     # canonical files it is 3600 / (most samples the node sent in any one hour), snapped to a
@@ -474,7 +481,7 @@ def _load(con, tag: str, ingest_id: int, default_interval_s: int | None) -> None
     """)
 
 
-def _quarantine(con, tag: str, staged: Staged, ingest_id: int, source: str, path: Path) -> None:
+def _quarantine(con, tag: str, staged: Staged, source: str) -> None:
     """One INSERT for every quarantined record (see the row-group pitfall in _prepare)."""
     detail_cases = " ".join(
         f"WHEN '{reason}' THEN '{fld}=' || coalesce(CAST(s.\"{fld}\" AS VARCHAR), 'null')"
@@ -491,21 +498,22 @@ def _quarantine(con, tag: str, staged: Staged, ingest_id: int, source: str, path
     try:
         con.execute(f"""
             INSERT INTO quarantine
-            SELECT {ingest_id}, ?, ?, s.row_number, c.reason,
+            SELECT f.ingest_id, ?, f.path, s.row_number, c.reason,
                    coalesce(c.detail, CASE c.reason {detail_cases} END),
-                   json_remove(json_remove(to_json(s), '$._k'), '$.row_number')::VARCHAR, now()
-            FROM x_{tag} c JOIN {staged.relation} s ON s._k = c._k
+                   json_remove(json_remove(json_remove(to_json(s), '$._k'), '$._f'), '$.row_number')::VARCHAR, now()
+            FROM x_{tag} c JOIN {staged.relation} s ON s._k = c._k JOIN files_{tag} f ON f._f = s._f
             WHERE c.reason IS NOT NULL
             UNION ALL
-            SELECT {ingest_id}, ?, ?, row_number, reason, detail, raw, now() FROM rej_{tag}
-        """, [source, str(path), source, str(path)])
+            SELECT f.ingest_id, ?, f.path, row_number, reason, detail, raw, now()
+            FROM rej_{tag}, (SELECT * FROM files_{tag} WHERE _f = 0) f
+        """, [source, source])
     finally:
         con.unregister(f"rej_{tag}")
 
 
 def _cleanup(con, tag: str, staged: Staged | None) -> None:
     con.execute(f"DROP VIEW IF EXISTS ok_{tag}")
-    for name in ("x", "nexp", "pexp", "dk", "ovl", "rep", "ns", "nh"):
+    for name in ("x", "nexp", "pexp", "dk", "ovl", "rep", "ns", "nh", "files"):
         con.execute(f"DROP TABLE IF EXISTS {name}_{tag}")
     for obj in staged.to_drop if staged else []:
         kind, name = obj.split(" ", 1)
@@ -513,6 +521,61 @@ def _cleanup(con, tag: str, staged: Staged | None) -> None:
             con.unregister(name)
         else:
             con.execute(f"DROP {kind} IF EXISTS {name}")
+
+
+def _single(con, staged: Staged, tag: str) -> Staged:
+    """A one-file relation as a batch of one: every record gets file index `_f` = 0."""
+    view = f"one_{tag}"
+    con.execute(f"CREATE TEMP VIEW {view} AS SELECT *, 0 AS _f FROM {staged.relation}")
+    staged.to_drop.insert(0, f"VIEW {view}")
+    staged.relation = view
+    return staged
+
+
+def _files_table(con, tag: str, files: list[tuple[int, int, str]]) -> None:
+    """files_<tag>: file index `_f` -> its ingest_id and path (rows, inventory and quarantine name their file)."""
+    con.execute(f"CREATE TEMP TABLE files_{tag} (_f INTEGER, ingest_id BIGINT, path VARCHAR)")
+    con.executemany(f"INSERT INTO files_{tag} VALUES (?, ?, ?)", files)
+
+
+def _process(con, tag: str, staged: Staged, source: str, rules: IngestRules, now: datetime,
+             results: dict[int, FileResult]) -> None:
+    """Validate, reconcile and load the staged records of one file or a batch of node-disjoint files
+    (inside the caller's transaction), and fill each file's counts. `_k >> 32` is a record's file."""
+    _prepare(con, staged, source, rules, now, tag)
+    _node_hours(con, tag)
+    n_excluded = _one(con, f"SELECT count(*) FROM x_{tag}")[0]
+    _check_inventory(con, tag, rules)
+    _check_duplicates_in_file(con, tag)
+    if _one(con, f"SELECT count(*) FROM x_{tag}")[0] != n_excluded:
+        _node_hours(con, tag)  # rare: rows were excluded after the stats were taken
+    replaced = _reconcile_with_stored(con, tag)
+    _load(con, tag, staged.interval_s)
+    _quarantine(con, tag, staged, source)
+    if len(results) == 1:  # one file: count(*) reads Parquet metadata, not the rows
+        n_in = {next(iter(results)): _one(con, f"SELECT count(*) FROM {staged.relation}")[0]}
+    else:
+        n_in = dict(con.execute(f"SELECT _f, count(*) FROM {staged.relation} GROUP BY _f").fetchall())
+    excluded = {int(f): (int(q), int(d)) for f, q, d in con.execute(
+        f"SELECT _k >> 32, count(*) FILTER (WHERE reason IS NOT NULL), count(*) FILTER (WHERE dup) "
+        f"FROM x_{tag} WHERE _k >= 0 GROUP BY ALL").fetchall()}
+    ids = {r.ingest_id: f for f, r in results.items()}
+    reasons: dict[int, dict[str, int]] = {}
+    for ingest_id, reason, n in con.execute(
+        f"SELECT ingest_id, reason, count(*) FROM quarantine WHERE ingest_id IN (SELECT ingest_id FROM files_{tag}) "
+        "GROUP BY ALL ORDER BY reason"
+    ).fetchall():
+        reasons.setdefault(ids[int(ingest_id)], {})[reason] = int(n)
+    n_rej = len(staged.rejects)  # reader rejects: single files only
+    for f, result in results.items():
+        q, d = excluded.get(f, (0, 0))
+        result.status = "loaded"
+        result.rows_in = int(n_in.get(f, 0)) + n_rej
+        result.rows_quarantined = q + n_rej
+        result.rows_duplicate = d
+        result.rows_loaded = result.rows_in - result.rows_quarantined - result.rows_duplicate
+        result.rows_replaced, result.node_hours_replaced, result.note = replaced.get(f, (0, 0, None))
+        result.reasons = reasons.get(f, {})
 
 
 def ingest_file(
@@ -559,30 +622,9 @@ def ingest_file(
     try:
         if on_begin is not None:
             on_begin(path)
-        staged = stage(con, source, path, options, tag)
-        _prepare(con, staged, source, rules, now, tag)
-        _node_hours(con, tag)
-        n_excluded = _one(con, f"SELECT count(*) FROM x_{tag}")[0]
-        _check_inventory(con, tag, rules)
-        _check_duplicates_in_file(con, tag)
-        if _one(con, f"SELECT count(*) FROM x_{tag}")[0] != n_excluded:
-            _node_hours(con, tag)  # rare: rows were excluded after the stats were taken
-        replaced, n_hours, note = _reconcile_with_stored(con, tag, ingest_id)
-        _load(con, tag, ingest_id, staged.interval_s)
-        _quarantine(con, tag, staged, ingest_id, source, path)
-        n_in = _one(con, f"SELECT count(*) FROM {staged.relation}")[0]
-        n_q, n_dup = _one(con, f"SELECT count(*) FILTER (WHERE reason IS NOT NULL), count(*) FILTER (WHERE dup) FROM x_{tag}")
-        reasons = dict(con.execute(
-            f"SELECT reason, count(*) FROM quarantine WHERE ingest_id = {ingest_id} GROUP BY reason ORDER BY reason"
-        ).fetchall())
-        n_rej = len(staged.rejects)
-        result.status = "loaded"
-        result.rows_in = int(n_in) + n_rej
-        result.rows_quarantined = int(n_q) + n_rej
-        result.rows_duplicate = int(n_dup)
-        result.rows_loaded = result.rows_in - result.rows_quarantined - result.rows_duplicate
-        result.rows_replaced, result.node_hours_replaced, result.note = replaced, n_hours, note
-        result.reasons = {k: int(v) for k, v in reasons.items()}
+        staged = _single(con, stage(con, source, path, options, tag), tag)
+        _files_table(con, tag, [(0, ingest_id, str(path))])
+        _process(con, tag, staged, source, rules, now, {0: result})
         result.duration_s = time.perf_counter() - t0
         _finish_log(con, result)
         _cleanup(con, tag, staged)

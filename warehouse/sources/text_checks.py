@@ -25,7 +25,7 @@ def text_problem(path: Path, expected: str) -> str | None:
         with _open(path) as fh:
             head = fh.read(65536)
     except (OSError, EOFError) as exc:
-        return f"cannot read the file: {exc}"
+        return f"cannot read file: {exc}"
     if not head:
         return f"the file is empty (0 bytes); a CSV starts with a header line naming {expected}"
     for bom, enc in _BOMS.items():
@@ -75,4 +75,4 @@ def csv_error(path: Path, exc: BaseException) -> str:
             line, size = found
             return (f"line {line} is {size:,} bytes long, over the {MAX_LINE_BYTES:,}-byte limit of a CSV line "
                     "(a telemetry record is under 200): a line break is probably missing; nothing of the file was loaded")
-    return f"cannot read the file: {first[:500]}"
+    return f"cannot read file: {first[:500]}"
