@@ -32,7 +32,7 @@ class IngestSettings(BaseModel):
     idle_util_threshold: float = Field(5.0, ge=0, le=100, description="util % under which a GPU counts idle")
     register_new_nodes: bool = True
     register_new_pools: bool = True
-    files_per_task: int = Field(200, ge=1)
+    files_per_task: int = Field(1000, ge=1, description="files per Prefect task; small Parquet files load 500 to a transaction")
 
 
 class WarehouseSettings(BaseModel):

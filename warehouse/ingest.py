@@ -650,13 +650,33 @@ def ingest_files(
     rules: IngestRules | None = None,
     force: bool = False,
     on_file: Callable[[FileResult], None] | None = None,
+    batch_files: int = 500,
 ) -> list[FileResult]:
-    """Ingest files one after another; a file that fails stops nothing else."""
+    """Ingest files; a file that fails stops nothing else. Runs of small canonical Parquet files go
+    through in batches of `batch_files` (warehouse/ingest_batch.py), every other file alone."""
+    from warehouse.ingest_batch import batchable, ingest_parquet_batch
+
     mark_aborted(con)
-    results = []
-    for p in paths:
-        r = ingest_file(con, p, source=source, options=options, rules=rules, force=force)
-        results.append(r)
-        if on_file is not None:
-            on_file(r)
+    results: list[FileResult] = []
+    pending: list[Path] = []
+
+    def emit(rs: list[FileResult]) -> None:
+        results.extend(rs)
+        for r in rs:
+            if on_file is not None:
+                on_file(r)
+
+    for p in map(Path, paths):
+        if source == "canonical" and batch_files > 1 and batchable(p):
+            pending.append(p)
+            if len(pending) >= batch_files:
+                emit(ingest_parquet_batch(con, pending, source=source, rules=rules, force=force))
+                pending = []
+            continue
+        if pending:
+            emit(ingest_parquet_batch(con, pending, source=source, rules=rules, force=force))
+            pending = []
+        emit([ingest_file(con, p, source=source, options=options, rules=rules, force=force)])
+    if pending:
+        emit(ingest_parquet_batch(con, pending, source=source, rules=rules, force=force))
     return results
