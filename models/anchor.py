@@ -45,8 +45,10 @@ class ShortLeadAnchor(Forecaster):
         return self
 
     def predict(self, h: int, X_df: pd.DataFrame | None = None, new_df: pd.DataFrame | None = None) -> pd.DataFrame:
-        fc = self.forecaster.predict(h, X_df=X_df, new_df=new_df)
-        panel = self._history(new_df)
+        return self.anchor(self.forecaster.predict(h, X_df=X_df, new_df=new_df), self._history(new_df))
+
+    def anchor(self, fc: pd.DataFrame, panel) -> pd.DataFrame:
+        """The inner forecast `fc` moved to the last observation of `panel` (the history it came from)."""
         last = panel.last_observed()
         ok = (last >= panel.T - RECENT_HOURS) & (last >= 0)
         y_last = pd.Series(np.where(ok, panel.y[np.arange(panel.n), np.clip(last, 0, None)], np.nan),

@@ -60,17 +60,59 @@ def backtest_origins(
     return pd.DatetimeIndex(origins)
 
 
-def backtest_window(
-    forecaster: Forecaster,
+def _signature(m: Forecaster) -> str:
+    return f"{type(m).__module__}.{type(m).__qualname__}:{sorted(m.get_params(deep=False).items())!r}"
+
+
+def origin_forecasts(
+    forecasters: Sequence[Forecaster], train: pd.DataFrame, known: pd.DataFrame, h: int,
+) -> list[pd.DataFrame]:
+    """Every forecaster's forecast from one origin, each distinct model fitted once.
+
+    `ensemble` is the mean of an LGBM and an MSTL configured like the `lgbm` and `mstl`
+    candidates: refitting them inside it paid the per-pool MSTL twice per origin. Here a model
+    is fitted once per configuration, ensembles are combined from their members' forecasts and
+    the short-lead anchor is applied after, which is what each would have computed alone."""
+    from models.anchor import ShortLeadAnchor
+    from models.ensemble import MeanEnsemble
+
+    cache: dict[str, pd.DataFrame] = {}
+    panel = None
+
+    def raw(m: Forecaster) -> pd.DataFrame:
+        key = _signature(m)
+        if key not in cache:
+            cache[key] = clone(m).fit(train, known).predict(h, X_df=known)
+        return cache[key]
+
+    out = []
+    for f in forecasters:
+        inner = f.forecaster if isinstance(f, ShortLeadAnchor) else f
+        if isinstance(inner, MeanEnsemble):
+            fc = inner.combine([raw(m) for m in inner.members])
+        else:
+            fc = raw(inner).copy()
+        if isinstance(f, ShortLeadAnchor):
+            if panel is None:
+                from features.panel import panel_from_long
+
+                panel = panel_from_long(train)
+            fc = f.anchor(fc, panel)
+        fc["model"] = f.name
+        out.append(fc)
+    return out
+
+
+def backtest_origin(
+    forecasters: Sequence[Forecaster],
     df: pd.DataFrame,
     calendar: pd.DataFrame | None,
     origin: pd.Timestamp,
     h: int = 24,
     window: str = "expanding",
     window_size: int | None = None,
-) -> pd.DataFrame:
-    """One origin of one forecaster: refit on history before the origin with the calendar as known
-    then, forecast h hours, keep the observed hours. A unit of work that can run anywhere."""
+) -> list[pd.DataFrame]:
+    """One origin of every forecaster (shared fits, see `origin_forecasts`): a unit of work for a worker."""
     if window not in ("expanding", "sliding"):
         raise ValueError("window must be 'expanding' or 'sliding'")
     if window == "sliding" and not window_size:
@@ -82,12 +124,13 @@ def backtest_window(
     train = _pad_to(df[(df["ds"] < origin) & (df["ds"] >= lo)], origin)
     truth = df[(df["ds"] >= origin) & (df["ds"] < origin + pd.Timedelta(hours=h))]
     known = cal[cal["known_at"] <= origin]
-    m = clone(forecaster).fit(train, known)
-    fc = m.predict(h, X_df=known)
-    j = fc.merge(truth[["unique_id", "ds", "y", "gpus_total"]], on=["unique_id", "ds"], how="inner")
-    j = j[j["y"].notna()]
-    j.insert(2, "cutoff", origin)
-    return j
+    out = []
+    for fc in origin_forecasts(forecasters, train, known, h):
+        j = fc.merge(truth[["unique_id", "ds", "y", "gpus_total"]], on=["unique_id", "ds"], how="inner")
+        j = j[j["y"].notna()]
+        j.insert(2, "cutoff", origin)
+        out.append(j)
+    return out
 
 
 def assemble_cv(pieces: Sequence[pd.DataFrame], calendar: pd.DataFrame | None) -> pd.DataFrame:
@@ -116,21 +159,21 @@ def cross_validation(
 ) -> pd.DataFrame:
     """Long frame unique_id, ds, cutoff, step, model, y, mean, q05..q95, gpus_total, event.
 
-    In-process loop over (origin, forecaster); the nightly flow runs the same windows
-    (`backtest_window`) as tasks on its runner and joins them with `assemble_cv`."""
+    In-process loop over origins; the nightly flow runs the same origins (`backtest_origin`) as
+    tasks on its runner and joins them with `assemble_cv`."""
     if window not in ("expanding", "sliding"):
         raise ValueError("window must be 'expanding' or 'sliding'")
     if window == "sliding" and not window_size:
         raise ValueError("a sliding window needs window_size (hours)")
     df = df.assign(ds=to_utc_hours(df["ds"]))
     origins = backtest_origins(df, h, n_windows, step, origins)
-    out = []
+    out: list[pd.DataFrame] = []
     total = len(origins) * len(forecasters)
     for origin in origins:
-        for f in forecasters:
-            out.append(backtest_window(f, df, calendar, origin, h, window, window_size))
-            if on_window is not None:
-                on_window(len(out), total, f.name)
+        out.extend(backtest_origin(forecasters, df, calendar, origin, h, window, window_size))
+        if on_window is not None:
+            for k, f in enumerate(forecasters, start=len(out) - len(forecasters) + 1):
+                on_window(k, total, f.name)
     return assemble_cv(out, calendar)
 
 

@@ -27,7 +27,10 @@ class MeanEnsemble(Forecaster):
         h = check_horizon(h)
         if not hasattr(self, "members_"):
             raise RuntimeError("MeanEnsemble is not fitted")
-        fcs = [m.predict(h, X_df=X_df, new_df=new_df) for m in self.members_]
+        return self.combine([m.predict(h, X_df=X_df, new_df=new_df) for m in self.members_])
+
+    def combine(self, fcs: list[pd.DataFrame]) -> pd.DataFrame:
+        """The ensemble forecast from its members' forecasts (made on the same history and horizon)."""
         out = fcs[0][["unique_id", "ds"]].copy()
         out["model"] = self.name
         vals = np.mean([f[["mean", *QCOLS]].to_numpy() for f in fcs], axis=0)

@@ -25,7 +25,7 @@ from features.series import data_fingerprint, load_pool_series
 from models import catalog
 from models.base import check_forecast_frame
 from models.daily import to_daily
-from models.backtest import assemble_cv, backtest_origins, backtest_window
+from models.backtest import assemble_cv, backtest_origin, backtest_origins
 from models.selection import SELECTED, BacktestReport, final_forecaster, select_from_cv
 from pipelines.compute import handoff, read_handoff, task_runner
 from pipelines.progress import report as progress
@@ -79,25 +79,23 @@ def load_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @task(cache_policy=NO_CACHE)
-def backtest_window_task(series: str, calendar: str, origin: pd.Timestamp, model: str,
-                         settings: Settings) -> pd.DataFrame:
-    """One (origin, candidate) of the backtest, on whichever worker the runner picks."""
+def backtest_origin_task(series: str, calendar: str, origin: pd.Timestamp, settings: Settings) -> list[pd.DataFrame]:
+    """Every candidate at one origin (each distinct model fitted once), on whichever worker the runner picks."""
     f = settings.forecast
-    candidate = catalog.build(model, f.backtest_horizon_hours, _lgbm_kwargs(f), f.processes, f.anchor_decay)
-    return backtest_window(candidate, read_handoff(series), read_handoff(calendar), origin,
+    candidates = catalog.build_all(f.models, f.backtest_horizon_hours, _lgbm_kwargs(f), f.processes, f.anchor_decay)
+    return backtest_origin(candidates, read_handoff(series), read_handoff(calendar), origin,
                            h=f.backtest_horizon_hours, window=f.backtest_window, window_size=f.backtest_window_hours)
 
 
-@flow(name="backtest_windows")
-def backtest_windows(paths: dict[str, str], origins: list[pd.Timestamp], models: list[str],
-                     settings: Settings) -> list[pd.DataFrame]:
-    """Every (origin, candidate) window as a task on this flow's runner (Dask or threads)."""
-    jobs = [(o, m) for o in origins for m in models]
-    futures = [backtest_window_task.submit(paths["series"], paths["calendar"], o, m, settings) for o, m in jobs]
-    out = []
-    for i, (fut, (_, m)) in enumerate(zip(futures, jobs)):
-        out.append(fut.result())
-        progress("backtest", (i + 1, len(jobs), m))
+@flow(name="backtest_origins")
+def backtest_on_runner(paths: dict[str, str], origins: list[pd.Timestamp], settings: Settings) -> list[pd.DataFrame]:
+    """Every backtest origin as a task on this flow's runner (Dask or threads)."""
+    futures = [backtest_origin_task.submit(paths["series"], paths["calendar"], o, settings) for o in origins]
+    out: list[pd.DataFrame] = []
+    n = len(settings.forecast.models)
+    for i, fut in enumerate(futures):
+        out.extend(fut.result())
+        progress("backtest", ((i + 1) * n, len(futures) * n, f"origin {i + 1}/{len(futures)}"))
     return out
 
 
@@ -109,7 +107,7 @@ def run_backtest(df: pd.DataFrame, calendar: pd.DataFrame, settings: Settings) -
                                                f.anchor_decay)]
     runner = task_runner(settings, df["unique_id"].nunique())
     with handoff(settings, series=df, calendar=calendar) as paths:
-        pieces = backtest_windows.with_options(task_runner=runner)(paths, list(origins), list(f.models), settings)
+        pieces = backtest_on_runner.with_options(task_runner=runner)(paths, list(origins), settings)
     return select_from_cv(assemble_cv(pieces, calendar), names, df)
 
 
