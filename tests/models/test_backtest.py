@@ -102,3 +102,22 @@ def test_forecasts_start_at_the_origin_even_after_an_outage(fleet):
     cv = cross_validation([Naive()], df[~outage], cal, h=24, n_windows=1, step=24)
     assert cv["ds"].min() == origin and len(cv) == 24 * df["unique_id"].nunique()
     assert cv["step"].min() == 1
+
+
+def test_shared_fits_at_an_origin_equal_each_model_fitted_alone(fleet) -> None:
+    """The ensemble built from the lgbm and mstl candidates' fits (and anchored after) is exactly
+    what it forecasts when it fits its own members."""
+    from sklearn.base import clone
+
+    from models import catalog
+    from models.backtest import origin_forecasts
+
+    df, cal = fleet
+    origin = df["ds"].max() - pd.Timedelta(hours=47)
+    train, known = df[df["ds"] < origin], cal[cal["known_at"] <= origin]
+    cands = catalog.build_all(["naive", "snaive_24", "mstl", "lgbm", "ensemble"], 24, {"n_estimators": 30, "n_jobs": 1})
+    shared = origin_forecasts(cands, train, known, 24)
+    alone = [clone(f).fit(train, known).predict(24, X_df=known) for f in cands]
+    for a, b, f in zip(shared, alone, cands):
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), obj=f.name)
+    assert [a["model"].iloc[0] for a in shared] == ["naive", "snaive_24", "mstl", "lgbm", "ensemble"]
