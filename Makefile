@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-forecast bench-price bench-api bench-refresh bench-risk bench-short-leads install clean
+.PHONY: demo test bench bench-forecast bench-price bench-api bench-refresh bench-risk bench-short-leads bench-backlog bench-many-files install clean
 
 $(STAMP): pyproject.toml constraints.txt build-constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ bench-risk: $(STAMP)
 # Every shipped model vs persistence at leads 1-3, raw and anchored (bundled Helios sample)
 bench-short-leads: $(STAMP)
 	$(BIN)/python bench/short_leads.py
+
+# pool_hourly refresh peak memory vs the backlog (sliced by day vs one transaction)
+bench-backlog: $(STAMP)
+	$(BIN)/python bench/backlog_memory.py --nodes 2000 --pools 100 --days 1 7 --unsliced
+
+# Many small node-day files a night: batched ingest vs one transaction per file
+bench-many-files: $(STAMP)
+	$(BIN)/python bench/many_files.py --files 2000
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

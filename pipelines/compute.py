@@ -34,7 +34,7 @@ def task_runner(settings: Settings, n_pools: int) -> TaskRunner:
     if c.address:
         return DaskTaskRunner(address=c.address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": c.n_workers, "threads_per_worker": c.threads_per_worker,
-                                          "processes": True, "dashboard_address": None})
+                                          "processes": True, "dashboard_address": ":0"})
 
 
 @contextmanager

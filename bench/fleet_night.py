@@ -1,0 +1,70 @@
+"""A whole nightly (`idlecap nightly --replay`) on a synthetic fleet: in-process vs a local Dask cluster.
+
+The fleet is generated once (`idlecap generate --file-per day`); each variant then runs the first
+night (backfill: ingest, refresh, train with the default candidates and 7 backtest origins,
+forecast, price) in a fresh var dir, as its own `idlecap` process: wall time, CPU seconds of
+the process and every child (Dask workers, the Prefect server) and the largest child's peak
+RSS. Per-step times are read from the flow's progress (the nightly's MLflow summary). The
+ratio of wall times is the speed-up of Dask on this machine.
+
+Run: `.venv/bin/python bench/fleet_night.py [--pools 100 --nodes-per-pool 5 --days 15 --runners threads dask]`
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+IDLECAP = str(Path(sys.executable).with_name("idlecap"))
+
+
+def run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, after.ru_maxrss / 1024, p.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pools", type=int, default=100)
+    ap.add_argument("--nodes-per-pool", type=int, default=5)
+    ap.add_argument("--days", type=int, default=15)
+    ap.add_argument("--interval-s", type=int, default=60)
+    ap.add_argument("--runners", nargs="+", default=["threads", "dask"])
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="idlecap-night-") as tmp:
+        tmp = Path(tmp)
+        env = {**os.environ, "IDLECAP_VAR_DIR": str(tmp / "gen-var")}
+        wall, _, _, _ = run([IDLECAP, "generate", str(tmp / "fleet"), "--pools", str(a.pools), "--nodes-per-pool",
+                             str(a.nodes_per_pool), "--days", str(a.days), "--interval-s", str(a.interval_s),
+                             "--file-per", "day"], env, tmp)
+        rows = a.pools * a.nodes_per_pool * a.days * 86400 // a.interval_s
+        print(f"fleet: {a.pools} pools, {a.pools * a.nodes_per_pool} nodes, {a.days} days at {a.interval_s} s "
+              f"(~{rows / 1e6:.1f} M rows), generated in {wall:.0f} s", flush=True)
+        results = {}
+        for runner in a.runners:
+            var = tmp / f"var-{runner}"
+            env = {**os.environ, "IDLECAP_VAR_DIR": str(var), "IDLECAP_COMPUTE__RUNNER": runner}
+            wall, cpu, peak, out = run([IDLECAP, "nightly", "--replay", "--calendar", str(tmp / "fleet" / "calendar.csv"),
+                                        str(tmp / "fleet" / "telemetry")], env, tmp)
+            results[runner] = wall
+            print(f"  first night, runner {runner:<8} wall {wall:7.0f} s   CPU {cpu:7.0f} s   "
+                  f"largest process peak {peak:7.0f} MiB", flush=True)
+        if "threads" in results and "dask" in results:
+            print(f"  dask / threads wall time: x{results['dask'] / results['threads']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
