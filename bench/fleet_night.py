@@ -36,6 +36,30 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, f
     return wall, cpu, after.ru_maxrss / 1024, p.stdout
 
 
+def steps(var: Path, newest: bool = False) -> str:
+    """Wall seconds of a night's nested MLflow runs (ingest, train, forecast, price); the newest night's
+    when `newest`, else the first night's."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{var / 'mlflow.db'}")
+    runs = [r for exp in client.search_experiments() for r in client.search_runs([exp.experiment_id])]
+    parents = sorted((r for r in runs if r.data.tags.get("kind") == "nightly"), key=lambda r: r.info.start_time)
+    if not parents:
+        return "-"
+    parent = parents[-1 if newest else 0]
+    t0 = parent.info.start_time
+    out = sorted((r.info.start_time, r.info.run_name.split()[0], r.info.end_time) for r in runs
+                 if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id and r.info.end_time)
+    # a step's MLflow run opens when its work is done (train: after the backtest and fit), so each
+    # step is timed from the end of the one before
+    marks, prev = [], t0
+    for _, name, end in out:
+        marks.append(f"{name} {(end - prev) / 1000:.0f} s")
+        prev = end
+    marks.append(f"after price {(parent.info.end_time - prev) / 1000:.0f} s" if parent.info.end_time else "")
+    return ", ".join(m for m in marks if m)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pools", type=int, default=100)
@@ -48,8 +72,10 @@ def main() -> None:
         tmp = Path(tmp)
         env = {**os.environ, "IDLECAP_VAR_DIR": str(tmp / "gen-var")}
         wall, _, _, _ = run([IDLECAP, "generate", str(tmp / "fleet"), "--pools", str(a.pools), "--nodes-per-pool",
-                             str(a.nodes_per_pool), "--days", str(a.days), "--interval-s", str(a.interval_s),
+                             str(a.nodes_per_pool), "--days", str(a.days + 1), "--interval-s", str(a.interval_s),
                              "--file-per", "day"], env, tmp)
+        days = sorted(str(p) for p in (tmp / "fleet" / "telemetry").rglob("*.parquet"))
+        first, last = days[:-1], days[-1:]  # the steady night gets the last day
         rows = a.pools * a.nodes_per_pool * a.days * 86400 // a.interval_s
         print(f"fleet: {a.pools} pools, {a.pools * a.nodes_per_pool} nodes, {a.days} days at {a.interval_s} s "
               f"(~{rows / 1e6:.1f} M rows), generated in {wall:.0f} s", flush=True)
@@ -57,11 +83,15 @@ def main() -> None:
         for runner in a.runners:
             var = tmp / f"var-{runner}"
             env = {**os.environ, "IDLECAP_VAR_DIR": str(var), "IDLECAP_COMPUTE__RUNNER": runner}
-            wall, cpu, peak, out = run([IDLECAP, "nightly", "--replay", "--calendar", str(tmp / "fleet" / "calendar.csv"),
-                                        str(tmp / "fleet" / "telemetry")], env, tmp)
+            cal = str(tmp / "fleet" / "calendar.csv")
+            wall, cpu, peak, out = run([IDLECAP, "nightly", "--replay", "--calendar", cal, *first], env, tmp)
             results[runner] = wall
-            print(f"  first night, runner {runner:<8} wall {wall:7.0f} s   CPU {cpu:7.0f} s   "
-                  f"largest process peak {peak:7.0f} MiB", flush=True)
+            print(f"  first night ({a.days} d), {runner:<8} wall {wall:6.0f} s  CPU {cpu:6.0f} s  "
+                  f"largest process peak {peak:6.0f} MiB  steps: {steps(var)}", flush=True)
+            wall, cpu, peak, out = run([IDLECAP, "nightly", "--replay", "--retrain", "never", "--calendar", cal, *last],
+                                       env, tmp)
+            print(f"  steady night (1 d),  {runner:<8} wall {wall:6.0f} s  CPU {cpu:6.0f} s  "
+                  f"largest process peak {peak:6.0f} MiB  steps: {steps(var, newest=True)}", flush=True)
         if "threads" in results and "dask" in results:
             print(f"  dask / threads wall time: x{results['dask'] / results['threads']:.2f}")
 

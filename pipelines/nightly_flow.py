@@ -252,7 +252,8 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
             _, cal_frame = load_inputs(settings)
             plan = _newest_plan(cal_frame)
             caps = df.groupby("unique_id")["gpus_total"].last().sort_values(ascending=False)
-            pools = [p for p in caps.index if p in set(rows["unique_id"])][: n.fan_charts]
+            forecast_pools = set(rows["unique_id"])
+            pools = [p for p in caps.index if p in forecast_pools][: n.fan_charts]
             charts = fan_chart_png.map([df[df["unique_id"] == p] for p in pools],
                                        [rows[rows["unique_id"] == p] for p in pools],
                                        [plan[plan["unique_id"] == p] for p in pools], pools)
