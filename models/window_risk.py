@@ -270,8 +270,9 @@ class WindowRiskModel(BaseEstimator):
         self.pit_length_ = {int(L): np.sort(u[lengths == L]) for L in np.unique(lengths)}
         self.pit_ = {(int(L), int(a)): np.sort(u[(lengths == L) & (leads == a)]) for L, a in set(zip(lengths, leads))}
         self.pit_all_ = np.sort(u)
-        self.pit_pool_ = {(str(p), int(L), int(a)): np.sort(u[(pools == p) & (lengths == L) & (leads == a)])
-                          for p, L, a in set(zip(pools, lengths, leads))}
+        # one pass over the rows (a mask per pool x window was quadratic: minutes at 1,000 pools)
+        groups = pd.DataFrame({"p": pools, "L": lengths, "a": leads}).groupby(["p", "L", "a"], sort=False).indices
+        self.pit_pool_ = {(str(p), int(L), int(a)): np.sort(u[idx]) for (p, L, a), idx in groups.items()}
         return self
 
     # -- prediction --------------------------------------------------------------------------
