@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-forecast bench-price bench-api bench-refresh bench-risk bench-short-leads bench-backlog bench-many-files install clean
+.PHONY: demo test bench bench-forecast bench-price bench-api bench-refresh bench-risk bench-short-leads bench-backlog bench-many-files bench-fleet install clean
 
 $(STAMP): pyproject.toml constraints.txt build-constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ bench-backlog: $(STAMP)
 # Many small node-day files a night: batched ingest vs one transaction per file
 bench-many-files: $(STAMP)
 	$(BIN)/python bench/many_files.py --files 2000
+
+# Whole nights (first 28-day backfill, steady, retraining) at 100, 400 and 1,000 pools of 20 nodes
+# at 1-minute samples, in-process vs a 2-worker local Dask cluster (about 2 hours)
+bench-fleet: $(STAMP)
+	$(BIN)/python bench/fleet_night.py --pools 100 --nodes-per-pool 20 --days 28 --runners threads dask
+	$(BIN)/python bench/fleet_night.py --pools 400 --nodes-per-pool 20 --days 28 --runners threads dask
+	$(BIN)/python bench/fleet_night.py --pools 1000 --nodes-per-pool 20 --days 28 --runners dask
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -1,19 +1,20 @@
-"""A whole nightly (`idlecap nightly --replay`) on a synthetic fleet: in-process vs a local Dask cluster.
+"""Whole nights (`idlecap nightly --replay`) on a synthetic fleet: in-process vs a local Dask cluster.
 
-The fleet is generated once (`idlecap generate --file-per day`); each variant then runs the first
-night (backfill: ingest, refresh, train with the default candidates and 7 backtest origins,
-forecast, price) in a fresh var dir, as its own `idlecap` process: wall time, CPU seconds of
-the process and every child (Dask workers, the Prefect server) and the largest child's peak
-RSS. Per-step times are read from the flow's progress (the nightly's MLflow summary). The
-ratio of wall times is the speed-up of Dask on this machine.
+The fleet is generated once (`idlecap generate --file-per day`); each runner then gets a fresh
+var dir and three nights, each its own `idlecap` process: the first night (backfill of `--days`
+days: ingest, refresh, train with the default candidates and 7 backtest origins, forecast,
+price), a steady night (one more day, `--retrain never`) and a retraining night (one more day,
+`--retrain always`). Printed: wall time, CPU seconds of the process and every child (Dask
+workers, the Prefect server), the largest child's peak RSS, and each step's wall time from the
+night's MLflow runs. The ratio of first-night wall times is the speed-up of Dask here.
 
 Run: `.venv/bin/python bench/fleet_night.py [--pools 100 --nodes-per-pool 5 --days 15 --runners threads dask]`
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,16 +25,23 @@ REPO = Path(__file__).resolve().parent.parent
 IDLECAP = str(Path(sys.executable).with_name("idlecap"))
 
 
+WRAP = """
+import json, resource, subprocess, sys
+p = subprocess.run(sys.argv[1:])
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("RUSAGE " + json.dumps({"rc": p.returncode, "cpu": r.ru_utime + r.ru_stime, "peak_mib": r.ru_maxrss / 1024}))
+"""
+
+
 def run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float, str]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Wall s, CPU s of the command and its children, the largest process's peak RSS (MiB), stdout."""
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-c", WRAP, *cmd], env=env, cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if p.returncode:
+    usage = json.loads(p.stdout.strip().splitlines()[-1].split(" ", 1)[1])
+    if usage["rc"]:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, after.ru_maxrss / 1024, p.stdout
+    return wall, usage["cpu"], usage["peak_mib"], p.stdout
 
 
 def steps(var: Path, newest: bool = False) -> str:
@@ -72,10 +80,10 @@ def main() -> None:
         tmp = Path(tmp)
         env = {**os.environ, "IDLECAP_VAR_DIR": str(tmp / "gen-var")}
         wall, _, _, _ = run([IDLECAP, "generate", str(tmp / "fleet"), "--pools", str(a.pools), "--nodes-per-pool",
-                             str(a.nodes_per_pool), "--days", str(a.days + 1), "--interval-s", str(a.interval_s),
+                             str(a.nodes_per_pool), "--days", str(a.days + 2), "--interval-s", str(a.interval_s),
                              "--file-per", "day"], env, tmp)
         days = sorted(str(p) for p in (tmp / "fleet" / "telemetry").rglob("*.parquet"))
-        first, last = days[:-1], days[-1:]  # the steady night gets the last day
+        first, steady, retrain = days[:-2], days[-2:-1], days[-1:]  # then one day a night
         rows = a.pools * a.nodes_per_pool * a.days * 86400 // a.interval_s
         print(f"fleet: {a.pools} pools, {a.pools * a.nodes_per_pool} nodes, {a.days} days at {a.interval_s} s "
               f"(~{rows / 1e6:.1f} M rows), generated in {wall:.0f} s", flush=True)
@@ -86,12 +94,13 @@ def main() -> None:
             cal = str(tmp / "fleet" / "calendar.csv")
             wall, cpu, peak, out = run([IDLECAP, "nightly", "--replay", "--calendar", cal, *first], env, tmp)
             results[runner] = wall
-            print(f"  first night ({a.days} d), {runner:<8} wall {wall:6.0f} s  CPU {cpu:6.0f} s  "
-                  f"largest process peak {peak:6.0f} MiB  steps: {steps(var)}", flush=True)
-            wall, cpu, peak, out = run([IDLECAP, "nightly", "--replay", "--retrain", "never", "--calendar", cal, *last],
-                                       env, tmp)
-            print(f"  steady night (1 d),  {runner:<8} wall {wall:6.0f} s  CPU {cpu:6.0f} s  "
-                  f"largest process peak {peak:6.0f} MiB  steps: {steps(var, newest=True)}", flush=True)
+            print(f"  {f'first night ({a.days} d)':<22} {runner:<8} wall {wall:6.0f} s  CPU {cpu:6.0f} s  "
+                  f"peak {peak:6.0f} MiB  steps: {steps(var)}", flush=True)
+            for label, mode, files in (("steady night (1 d)", "never", steady), ("retraining night (1 d)", "always", retrain)):
+                wall, cpu, peak, out = run([IDLECAP, "nightly", "--replay", "--retrain", mode, "--calendar", cal, *files],
+                                           env, tmp)
+                print(f"  {label:<22} {runner:<8} wall {wall:6.0f} s  CPU {cpu:6.0f} s  "
+                      f"peak {peak:6.0f} MiB  steps: {steps(var, newest=True)}", flush=True)
         if "threads" in results and "dask" in results:
             print(f"  dask / threads wall time: x{results['dask'] / results['threads']:.2f}")
 
