@@ -27,16 +27,14 @@ import pyarrow as pa
 from warehouse.ingest import (
     FILE_ERRORS, FileResult, IngestRules, _cleanup, _files_table, _one, _process, file_hash, ingest_file,
 )
-from warehouse.sources.base import CANONICAL_COLUMNS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
-from warehouse.sources.canonical import Staged, _sql_str
+from warehouse.sources.base import REQUIRED_COLUMNS
+from warehouse.sources.canonical import Staged, _sql_str, canonical_columns
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 #: Files larger than this go alone (the one-file path streams big files without copying them).
 MAX_FILE_BYTES = 16 << 20
 #: A batch holds at most this many bytes of Parquet (its rows are copied once into a temp table).
 MAX_BATCH_BYTES = 256 << 20
-
-_ALL = tuple(dict.fromkeys(CANONICAL_COLUMNS + OPTIONAL_COLUMNS))
 
 
 def batchable(path: Path) -> bool:
@@ -121,14 +119,8 @@ def _stage(con, tag: str, paths: list[Path], default_source: str) -> Staged | No
     cols = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
     if any(c not in cols for c in REQUIRED_COLUMNS):
         return None
-    select = ["(f._f::BIGINT << 32) + s.file_row_number AS _k", "f._f", "s.file_row_number + 1 AS row_number"]
-    for c in _ALL:
-        if c in cols:
-            select.append(f's."{c}"')
-        elif c == "source":
-            select.append(f"{_sql_str(default_source)} AS source")
-        else:
-            select.append(f"NULL AS {c}")
+    select = ["(f._f::BIGINT << 32) + s.file_row_number AS _k", "f._f", "s.file_row_number + 1 AS row_number",
+              *canonical_columns(cols, default_source, qualifier="s.")]
     rel = f"staged_{tag}"
     con.execute(f"CREATE TEMP TABLE {rel} AS SELECT {', '.join(select)} FROM {scan} s "
                 f"JOIN files_{tag} f ON f.path = s.filename")

@@ -39,6 +39,19 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def canonical_columns(cols: dict[str, str], default_source: str, qualifier: str = "") -> list[str]:
+    """SELECT items for every canonical column: the file's own, the default source, or NULL."""
+    out = []
+    for c in _ALL:
+        if c in cols:
+            out.append(f'{qualifier}"{c}"')
+        elif c == "source":
+            out.append(f"{_sql_str(default_source)} AS source")
+        else:
+            out.append(f"NULL AS {c}")
+    return out
+
+
 def _is_csv(path: Path) -> bool:
     name = path.name.lower()
     return name.endswith(".csv") or name.endswith(".csv.gz") or name.endswith(".tsv")
@@ -104,14 +117,7 @@ def stage_canonical(con: duckdb.DuckDBPyConnection, path: Path, default_source: 
         raise SourceReadError(
             f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(cols) or 'none'}"
         )
-    select = [f"{key} AS _k", f"{row_number} AS row_number"]
-    for c in _ALL:
-        if c in cols:
-            select.append(f'"{c}"')
-        elif c == "source":
-            select.append(f"{_sql_str(default_source)} AS source")
-        else:
-            select.append(f"NULL AS {c}")
+    select = [f"{key} AS _k", f"{row_number} AS row_number", *canonical_columns(cols, default_source)]
     view = f"staged_{tag}"
     con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {', '.join(select)} FROM {scan}")
     to_drop.insert(0, f"VIEW {view}")
