@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt build-constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r build-constraints.txt
-	$(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt -e ".[dev]"
+	@# an editable install is meant here: silence setuptools' notice about it (it is not a problem)
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -75,8 +75,12 @@ def register_and_promote(
     metric: str,
     min_improvement: float = 0.0,
     tags: dict[str, str] | None = None,
+    description: str | None = None,
 ) -> Promotion:
-    """Register model_uri as a new version; move `champion` to it only if its score is better."""
+    """Register model_uri as a new version; move `champion` to it only if its score is better.
+
+    `description` (what it was trained on, its scores) is the version's text in the registry; the
+    outcome of the comparison is appended to it."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -84,7 +88,7 @@ def register_and_promote(
     client = MlflowClient()
     mv = mlflow.register_model(model_uri, model_name)
     version = str(mv.version)
-    client.set_model_version_tag(model_name, version, f"backtest_{metric}", repr(float(score)))
+    client.set_model_version_tag(model_name, version, f"backtest_{metric}", f"{float(score):.4f}")
     client.set_model_version_tag(model_name, version, "promotion_metric", metric)
     for k, v in (tags or {}).items():
         client.set_model_version_tag(model_name, version, k, str(v))
@@ -109,7 +113,9 @@ def register_and_promote(
         promoted, reason = False, f"{metric} {score:.4f} does not beat champion v{champ.version} {champ_score:.4f}"
     if promoted:
         client.set_registered_model_alias(model_name, CHAMPION, version)
-    client.set_model_version_tag(model_name, version, "promotion", ("promoted: " if promoted else "kept: ") + reason)
+    outcome = ("promoted to champion: " if promoted else "not promoted: ") + reason
+    client.set_model_version_tag(model_name, version, "promotion", outcome)
+    client.update_model_version(model_name, version, description="\n\n".join(x for x in (description, outcome) if x))
     return Promotion(version, promoted, float(score), None if champ is None else str(champ.version), champ_score, reason)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -232,8 +232,13 @@ def status(config: Optional[Path] = ConfigOpt) -> None:
     """Per pool: rows, nodes, span, hours present and missing, coverage; ingest and quarantine totals."""
     from warehouse import status as st
 
+    from pipelines.unrecorded_nights import read as unrecorded
+
     s = _settings(config)
+    early = unrecorded(s)
     if not Path(s.duckdb_path).exists():
+        if len(early):
+            _nights_table(early)
         console.print(f"[yellow]no warehouse at {s.duckdb_path} yet: run `idlecap ingest` first[/yellow]")
         raise typer.Exit(code=1)
     con = _open(s, "status", read_only=True)
@@ -251,24 +256,34 @@ def status(config: Optional[Path] = ConfigOpt) -> None:
     nights = last_nights(con, 10) if has else None  # a warehouse from before the nightly flow (read-only: not migrated)
     findings = _pricing_findings(con, s)
     con.close()
-    if nights is None:
-        import pandas as pd
+    import pandas as pd
 
-        nights = pd.DataFrame()
+    nights = pd.DataFrame() if nights is None else nights
+    if len(early):  # nights that failed before they could record themselves (Prefect start, lock)
+        nights = pd.concat([x for x in (nights, early) if len(x)], ignore_index=True)
     if len(nights):
-        nights["took"] = (nights["finished_at"] - nights["started_at"]).map(
-            lambda d: "-" if pd_isna(d) else f"{d.total_seconds():.0f} s")
-        cols = ["started_at", "status", "failed_step", "reason", "trained", "sheet_version", "data_through",
-                "files_ingested", "rows_loaded", "took"]
-        n = nights[cols].copy()
-        n["reason"] = n["reason"].map(lambda r: "-" if r is None or pd_isna(r) else str(r)[:70])
-        print_frame(n, "last nightly runs (newest first)")
+        _nights_table(nights)
     else:
         console.print("[dim]no nightly run yet (`idlecap nightly`, or `idlecap schedule` to run it every night)[/dim]")
     if findings is not None and len(findings):
         print_frame(findings, f"pricing per pool ({findings.attrs.get('caption', 'before any pricing pass')}; "
                               "`fix` says how to sell what is not sold)", 100)
     _live_sheet_line(s)
+
+
+def _nights_table(nights) -> None:
+    import pandas as pd
+
+    nights = nights.assign(started_at=pd.to_datetime(nights["started_at"], utc=True),
+                           finished_at=pd.to_datetime(nights["finished_at"], utc=True))
+    nights = nights.sort_values("started_at", ascending=False).head(10)
+    nights["took"] = (nights["finished_at"] - nights["started_at"]).map(
+        lambda d: "-" if pd_isna(d) else f"{d.total_seconds():.0f} s")
+    cols = ["started_at", "status", "failed_step", "reason", "trained", "sheet_version", "data_through",
+            "files_ingested", "rows_loaded", "took"]
+    n = nights.reindex(columns=cols).copy()
+    n["reason"] = n["reason"].map(lambda r: "-" if r is None or pd_isna(r) else str(r)[:70])
+    print_frame(n, "last nightly runs (newest first)")
 
 
 def _pricing_findings(con, s: Settings):
@@ -760,9 +775,11 @@ def demo(config: Optional[Path] = ConfigOpt) -> None:
     console.rule("idlecap demo: one night on the bundled Helios Earth sample (16 V100 pools, May 2020)")
     console.print("[dim]ingest -> refresh pool_hourly -> train if due (always on the first run) -> forecast -> "
                   "price as of the hour after the sample ends (a replay of that night) -> publish[/dim]")
+    started = datetime.now(timezone.utc)
     try:
         out = _run_with_progress("nightly", nightly_flow, settings=s, paths=[str(sample)], retrain="auto", replay=True)
     except Exception as exc:
+        _note_if_unrecorded(s, started, exc)
         console.print(f"[red]the night failed[/red]: {type(exc).__name__}: {exc} (see `idlecap status`)")
         raise typer.Exit(code=1)
     console.rule("status")
@@ -942,14 +959,16 @@ def nightly(
     if not verbose:
         _quiet_prefect_errors()
     failure = None
+    started = datetime.now(timezone.utc)
     try:
         out = _run_with_progress("nightly", nightly_flow, settings=s, paths=paths or None, calendar=calendar or None,
                                  retrain=retrain, replay=replay)
-    except Exception as exc:  # the flow recorded it (Prefect state, MLflow, nightly_runs)
+    except Exception as exc:  # the flow recorded it (Prefect state, MLflow, nightly_runs), unless it never started
         failure = f"{type(exc).__name__}: {exc}"
+        _note_if_unrecorded(s, started, exc)
         _release_frames(exc)
     if failure is not None:
-        _night_failed(s, failure, verbose)
+        _night_failed(s, failure, verbose, started)
         raise typer.Exit(code=1)
     _night_report(s, out)
 
@@ -967,20 +986,38 @@ def _quiet_prefect_errors() -> None:
         h.addFilter(_NoPrefectErrors())
 
 
-def _night_failed(s: Settings, failure: str, verbose: bool) -> None:
-    """The cause in a few lines, the live sheet, and where the full trace is."""
+def _recorded_since(s: Settings, started: datetime) -> dict | None:
+    """The night the flow recorded after `started` (None: it never got that far, or no warehouse)."""
+    from warehouse.db import connect
     from warehouse.nightly import last_nights
 
-    night = None
+    if not Path(s.duckdb_path).exists():
+        return None
     try:
-        con = _open(s, "status", read_only=True)
+        con = connect(s.duckdb_path, read_only=True, wait_s=0)
         try:
             n = last_nights(con, 1)
         finally:
             con.close()
-        night = n.iloc[0].to_dict() if len(n) and n.iloc[0]["status"] == "failed" else None
-    except Exception:  # noqa: BLE001 - the report must not fail on a broken warehouse
-        pass
+    except Exception:  # noqa: BLE001 - locked, or from before nightly_runs: nothing recorded that we can see
+        return None
+    if not len(n) or pd_isna(n.iloc[0]["started_at"]) or n.iloc[0]["started_at"] < started - timedelta(seconds=5):
+        return None
+    return n.iloc[0].to_dict()
+
+
+def _note_if_unrecorded(s: Settings, started: datetime, exc: BaseException) -> None:
+    """A night that failed before it recorded itself still shows in `idlecap status`."""
+    if _recorded_since(s, started) is None:
+        from pipelines.unrecorded_nights import note
+
+        note(s, started, exc)
+
+
+def _night_failed(s: Settings, failure: str, verbose: bool, started: datetime) -> None:
+    """The cause in a few lines, the live sheet, and where the full trace is."""
+    night = _recorded_since(s, started)
+    night = night if night and night.get("status") == "failed" else None
     reason = str(night["reason"]) if night and night.get("reason") else failure
     lines = reason.splitlines() or [failure]
     step = f" at {night['failed_step']}" if night and night.get("failed_step") else ""
@@ -990,7 +1027,11 @@ def _night_failed(s: Settings, failure: str, verbose: bool) -> None:
     if len(lines) > 12:
         console.print(f"  ... {len(lines) - 12} more line(s) in the MLflow run's summary.md", highlight=False)
     _live_sheet_line(s)
-    where = f"MLflow run {night['mlflow_run_id']} (traceback.txt, summary.md)" if night and night.get("mlflow_run_id") \
+    if night is None:  # it never reached the flow's own records (MLflow, nightly_runs)
+        console.print("it failed before the night could record itself (noted for `idlecap status`)"
+                      + ("" if verbose else "; run again with --verbose for the trace"), highlight=False)
+        return
+    where = f"MLflow run {night['mlflow_run_id']} (traceback.txt, summary.md)" if night.get("mlflow_run_id") \
         else f"the FAILED run in MLflow experiment {s.nightly.experiment!r}"
     console.print(f"full trace: {where}" + ("" if verbose else ", or run again with --verbose")
                   + "; history: `idlecap status`", highlight=False)
@@ -1124,6 +1165,7 @@ def main() -> None:
     import warnings
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines (database set-up) on a first run
     warnings.filterwarnings("ignore", message=".*input example was not provided.*")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     app()

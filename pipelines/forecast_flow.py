@@ -123,6 +123,27 @@ def _newest_plan(calendar: pd.DataFrame) -> pd.DataFrame:
     return plan_as_of(calendar, pd.Timestamp.max.tz_localize("UTC")).drop(columns="known_at")
 
 
+def version_description(df: pd.DataFrame, bt: BacktestReport, metric: str) -> str:
+    """The registry text of a version: what it was trained on and how it scored, rounded for people."""
+    o = bt.overall.set_index("model")
+    chosen = SELECTED if SELECTED in o.index else bt.default
+
+    def line(m: str) -> str:
+        r = o.loc[m]
+        return (f"- {m}: MAE {r['mae']:.2f} GPUs, MASE {r.get('mase_mean', float('nan')):.3f} "
+                f"(median over pools {r.get('mase_median', float('nan')):.3f}), "
+                f"{r.get('mae_vs_snaive', float('nan')):.2f}x seasonal naive, "
+                f"80% interval coverage {r.get('coverage80', float('nan')):.0%}")
+
+    return "\n".join([
+        f"Per-pool forecaster trained on {df['unique_id'].nunique()} pools, hourly idle GPUs "
+        f"{df['ds'].min():%Y-%m-%d %H:%M} to {df['ds'].max():%Y-%m-%d %H:%M} UTC "
+        f"({int(df['y'].notna().sum()):,} observed hours); default model {bt.default}.",
+        f"Rolling-origin backtest over {len(bt.origins)} origins (promotion on {metric}):",
+        *[line(m) for m in (chosen, "snaive_24", "naive") if m in o.index],
+    ])
+
+
 @task
 def log_to_mlflow(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, model, settings: Settings,
                   parent_run_id: str | None = None) -> dict[str, Any]:
@@ -132,11 +153,13 @@ def log_to_mlflow(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, 
 
     from models.plots import fan_chart
     from models.registry import log_forecaster, register_and_promote
+    from pricing.review import rounded
 
     f = settings.forecast
-    exp_id = ensure_experiment(settings, f.experiment)
-    if parent_run_id:
-        exp_id = mlflow.MlflowClient().get_run(parent_run_id).info.experiment_id
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    # nested under a night: the night's experiment (the training experiment is not created empty)
+    exp_id = (mlflow.MlflowClient().get_run(parent_run_id).info.experiment_id if parent_run_id
+              else ensure_experiment(settings, f.experiment))
     observed = df[df["y"].notna()]
     data_hash = data_fingerprint(df)
     with mlflow.start_run(run_name=f"train {observed['ds'].max():%Y-%m-%d %H:%M}", experiment_id=exp_id,
@@ -160,8 +183,8 @@ def log_to_mlflow(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, 
             mlflow.log_metrics({f"pool.{u}.mase": float(v) for u, v in zip(sel["unique_id"], sel["mase"]) if pd.notna(v)})
         with tempfile.TemporaryDirectory() as tmp:
             t = Path(tmp)
-            bt.overall.to_csv(t / "metrics_overall.csv", index=False)
-            bt.per_pool.to_csv(t / "metrics_per_pool.csv", index=False)
+            rounded(bt.overall).to_csv(t / "metrics_overall.csv", index=False)
+            rounded(bt.per_pool).to_csv(t / "metrics_per_pool.csv", index=False)
             bt.cv.to_parquet(t / "backtest.parquet", index=False)
             pd.Series(bt.choice, name="model").rename_axis("pool").to_csv(t / "choice_per_pool.csv")
             for name in ("metrics_overall.csv", "metrics_per_pool.csv", "backtest.parquet", "choice_per_pool.csv"):
@@ -185,6 +208,7 @@ def log_to_mlflow(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, 
         promo = register_and_promote(
             info.model_uri, f.registered_model, score, f.promotion_metric, f.min_improvement,
             tags={"data_hash": data_hash, "data_end": str(df["ds"].max()), "run_id": run.info.run_id},
+            description=version_description(df, bt, f.promotion_metric),
         )
         mlflow.set_tags({"registered_version": promo.version, "promotion": promo.reason})
     return {"run_id": run.info.run_id, **asdict(promo)}

@@ -22,6 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipelines.forecast_flow import _newest_plan, forecast, load_inputs, train_forecaster
 from pipelines.ingest_flow import ingest_calendar, ingest_telemetry
+from pipelines.night_record import headline, live_week, night_params, record_parent
 from pipelines.pricing_flow import price
 from pipelines.retries import IO_RETRY
 from pipelines.settings import Settings, load_settings
@@ -114,8 +115,11 @@ def load_forecast_rows(settings: Settings, forecast_id: str) -> pd.DataFrame:
 
 
 def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> str:
-    """What a pricing analyst reads first: outcome, what changed, what to look at."""
-    lines = [f"# Night {night['started_at']:%Y-%m-%d %H:%M} UTC: **{night['status']}**", ""]
+    """What a pricing analyst reads first: the headline, what changed and why, last week's check."""
+    from pricing.review import largest_moves
+
+    lines = [f"# Night {night['started_at']:%Y-%m-%d %H:%M} UTC: **{night['status']}**", "",
+             f"**{headline(night, result)}**", ""]
     if night.get("failed_step"):
         reason = str(night.get("reason") or "").splitlines() or [""]
         lines += [f"Failed at **{night['failed_step']}**: {reason[0]}", ""] + [f"- {x}" for x in reason[1:]]
@@ -133,16 +137,29 @@ def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> st
         m = result.get("metrics") or {}
         lines += ["", f"## Pricing: {result.get('status')}" + (f" ({result.get('reason')})" if result.get("reason") else ""), ""]
         if m:
-            lines += [f"- items offered {m.get('items.offered', 0):.0f}, withdrawn {m.get('items.withdrawn', 0):.0f}, "
-                      f"pools held {m.get('pools.held', 0):.0f}",
-                      f"- GPU-hours offered {m.get('gpu_hours.offered', 0):,.0f}; expected spot revenue "
-                      f"${m.get('revenue.expected_spot', 0):,.0f}; mean discount vs reference {m.get('discount.mean', 0):.1%}",
+            prods = sorted(k.split(".", 2)[2] for k in m if k.startswith("items.offered."))
+            lines += ["| product | items | GPU-hours offered | expected revenue (USD) |", "|---|---:|---:|---:|"]
+            lines += [f"| {pr} | {m.get(f'items.offered.{pr}', 0):,.0f} | {m.get(f'gpu_hours.offered.{pr}', 0):,.0f} | "
+                      f"{m.get(f'revenue.expected.{pr}', 0):,.0f} |" for pr in prods]
+            lines += [f"| **all** | {m.get('items.offered', 0):,.0f} | {m.get('gpu_hours.offered', 0):,.0f} | "
+                      f"{m.get('revenue.expected', 0):,.0f} |", "",
+                      f"- withdrawn items {m.get('items.withdrawn', 0):.0f}, pools held {m.get('pools.held', 0):.0f}, "
+                      f"mean discount vs reference {m.get('discount.mean', 0):.1%}",
                       f"- diff vs last sheet: {m.get('diff.added', 0):.0f} added, {m.get('diff.removed', 0):.0f} removed, "
-                      f"{m.get('diff.changed', 0):.0f} changed by more than the threshold",
-                      f"- overrides applied: {m.get('overrides.entries', 0):.0f}"]
+                      f"{m.get('diff.changed', 0):.0f} changed by more than the threshold"]
             g = {k.split(".", 1)[1]: v for k, v in m.items() if k.startswith("guardrail.")}
             if g:
-                lines += ["- guardrails: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(g.items()))]
+                lines += ["- guardrails, items where each bound the final price (an optimum on the ceiling counts): "
+                          + ", ".join(f"{k} {v:.0f}" for k, v in sorted(g.items()))]
+        ov = result.get("overrides")
+        if isinstance(ov, pd.DataFrame) and len(ov):
+            lines += ["", "## Overrides (what each one changed)", "",
+                      "| # | pool | product | action | reason | items changed | vs optimizer | vs last sheet | past daily cap |",
+                      "|---:|---|---|---|---|---:|---:|---:|---:|"]
+            rng = lambda a, b: "-" if pd.isna(a) else (f"{a:+.1%}" if abs(a - b) < 1e-9 else f"{a:+.1%} .. {b:+.1%}")  # noqa: E731
+            lines += [f"| {r.override} | {r.pool} | {r.product} | {r.action} | {r.reason} | {r.items_changed} | "
+                      f"{rng(r.change_min, r.change_max)} | {rng(r.vs_last_min, r.vs_last_max)} | "
+                      f"{r.past_daily_cap or '-'} |" for r in ov.itertuples(index=False)]
         findings = result.get("findings")
         if isinstance(findings, pd.DataFrame) and len(findings):
             from pricing.findings import explain
@@ -161,13 +178,30 @@ def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> st
             lines += ["", "## Held pools (kept their last prices)", ""] + [f"- {p}: {r}" for p, r in sorted(held.items())]
         diff = result.get("diff")
         if isinstance(diff, pd.DataFrame) and len(diff) and "change" in diff:
-            top = diff.reindex(diff["change"].abs().sort_values(ascending=False).index).head(10)
-            lines += ["", "## Largest price moves (vs the last sheet)", "",
-                      "| pool | product | start | old | new | change | why |", "|---|---|---|---:|---:|---:|---|"]
+            top = largest_moves(diff, 10)
+            lines += ["", "## Largest price moves (vs the last sheet; one per pool and product)", "",
+                      "| pool | product | start (UTC) | old | new | change | why |", "|---|---|---|---:|---:|---:|---|"]
             lines += [f"| {r.pool} | {r.product} | {pd.Timestamp(r.start):%Y-%m-%d %H:%M} | {r.old_price:.4f} | "
                       f"{r.new_price:.4f} | {r.change:+.1%} | {r.reasons} |" for r in top.itertuples()]
-    lines += ["", "More in the nested runs: `price` (sheet/: the sheet, every candidate item, withdrawn items, diff; "
-              "charts/; overrides/), `forecast` (fan_charts/), the training run when it trained (backtest/, fan_charts/)."]
+    live = night.get("live") or {}
+    if live:
+        lines += ["", "## Last week, live (promises against what happened)", ""]
+        if live.get("live.forecast_hours"):
+            lines += [f"- forecast MAE over the first 24 h: {live['live.forecast_mae']:.2f} GPUs; persistence "
+                      f"{live['live.persistence_mae']:.2f}, seasonal naive {live['live.snaive_mae']:.2f} "
+                      f"({live['live.forecast_hours']:,.0f} pool-hours)"]
+        if live.get("live.spot_blocks_ended"):
+            lines += [f"- spot: {live['live.spot_blocks_ended']:,.0f} blocks ended; published interruption risk "
+                      f"{live['live.spot_risk_published']:.1%} on average, realized {live['live.spot_interrupted']:.1%}"]
+        if live.get("live.reserved_leases_ended"):
+            lines += [f"- reserved: {live['live.reserved_leases_ended']:,.0f} lease(s) ended; "
+                      f"{live['live.reserved_kept']:.1%} kept at every sample "
+                      f"({live['live.reserved_gpu_hours_kept']:.1%} of promised GPU-hours)"]
+        if not (live.get("live.forecast_hours") or live.get("live.spot_blocks_ended") or live.get("live.reserved_leases_ended")):
+            lines += ["- nothing to judge yet (no forecast or offer of the last week has been observed)"]
+    lines += ["", "More in the nested runs: `price` (sheet/: the sheet, offered.csv, every candidate item, withdrawn "
+              "items, diff; charts/; overrides/), `forecast` (fan_charts/), the training run when it trained "
+              "(backtest/, fan_charts/)."]
     return "\n".join(lines) + "\n"
 
 
@@ -276,10 +310,20 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
     night.update(status=result["status"], sheet_version=result.get("version"), reason=result.get("reason"),
                  finished_at=_utc_now())
     warnings = list(result.get("warnings", []))
+    live: dict[str, float] = {}
+    try:
+        live = live_week(settings, data_through)[0]
+    except Exception as exc:  # noqa: BLE001 - last week's check must not fail tonight
+        warnings.append(f"last week's live check: {type(exc).__name__}: {exc}")
+    night["live"] = live
     for what, act in (
-        ("nightly_runs", lambda: _record(settings, night_id, **{k: v for k, v in night.items() if k != "started_at"})),
+        ("nightly_runs", lambda: _record(settings, night_id, **{k: v for k, v in night.items()
+                                                               if k not in ("started_at", "live")})),
         ("tags", lambda: [client.set_tag(parent, k, v) for k, v in (
             ("status", result["status"]), ("sheet_version", str(result.get("version"))))]),
+        ("parent run", lambda: record_parent(client, parent, headline(night, result),
+                                             {**_ingest_metrics(night), **(result.get("metrics") or {}), **live},
+                                             night_params(settings, retrain))),
         ("summary.md", lambda: _summary(client, parent, night, result)),
     ):
         try:
@@ -296,6 +340,11 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
             "published": result["status"] == "published", "trained": night.get("trained"),
             "train_reason": night.get("train_reason"), "forecast_id": night.get("forecast_id"),
             "mlflow_run_id": parent, "price": result, "ingest": ing, "warnings": warnings}
+
+
+def _ingest_metrics(night: dict[str, Any]) -> dict[str, float]:
+    return {"ingest.files": float(night.get("files_ingested") or 0), "ingest.rows_loaded": float(night.get("rows_loaded") or 0),
+            "trained": float(bool(night.get("trained")))}
 
 
 def _no_telemetry(failed: list[dict[str, Any]], files: list[str], source: str, exc: Exception) -> str:
@@ -327,6 +376,7 @@ def _record_failure(settings: Settings, client, logger, night_id: str, night: di
         ("tags", lambda: [client.set_tag(parent, k, v) for k, v in
                           (("status", "failed"), ("failed_step", step), ("reason", reason))]),
         ("summary.md", lambda: _summary(client, parent, night, result)),
+        ("parent run", lambda: record_parent(client, parent, headline(night, result), _ingest_metrics(night), {})),
         ("traceback.txt", lambda: _text_artifact(client, parent, "traceback.txt", trace)),
         ("parent run", lambda: client.set_terminated(parent, "FAILED")),
     ]

@@ -27,9 +27,9 @@ from pricing.drawdown import measure
 from pricing.diff import diff_items
 from pricing.engine import price_fleet
 from pricing.findings import explain_grouped, pool_findings
-from pricing.guardrails import guardrail_counts
 from pricing.optimizer import Market
 from pricing.overrides import OverrideError, apply_overrides, load_overrides
+from pricing.review import offer_metrics, override_effects, rounded
 from pricing.reference import comparable_references, load_reference_rates
 from pricing.reference_store import reference_age_warnings
 from pricing.sheet import PriceSheet, highest_version, latest_sheet_path, point_latest, public_items, publish
@@ -39,9 +39,6 @@ from pipelines.tracking import ensure_experiment
 from pipelines.warehouse_conn import open_warehouse
 from warehouse import sheets as history
 from warehouse.forecasts import latest_forecast_run, pool_last_observed
-
-
-GUARDRAIL_NAMES = ("max_change", "floor", "spot_parity", "ceiling", "hold_last", "override", "override_clipped")
 
 
 class Hold(Exception):
@@ -192,13 +189,16 @@ def internal_forecast(hourly: pd.DataFrame, valid_from: pd.Timestamp, sheet: Pri
 
 def _mlflow_run(settings: Settings, as_of: pd.Timestamp, parent_run_id: str | None = None) -> str:
     """The pricing run: in the pricing experiment, or nested under a nightly run (in its experiment)."""
+    import mlflow
     from mlflow.tracking import MlflowClient
 
-    exp_id = ensure_experiment(settings, settings.pricing.experiment)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     tags = {"kind": "price"}
-    if parent_run_id:
+    if parent_run_id:  # nested under a night: the pricing experiment is not created empty
         exp_id = MlflowClient().get_run(parent_run_id).info.experiment_id
         tags["mlflow.parentRunId"] = parent_run_id
+    else:
+        exp_id = ensure_experiment(settings, settings.pricing.experiment)
     run = MlflowClient().create_run(exp_id, run_name=f"price {as_of:%Y-%m-%d %H:%M}", tags=tags)
     return run.info.run_id
 
@@ -236,6 +236,12 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
             c.log_artifact(run_id, str(t / "items_all.parquet"), "sheet")
             w = items[~items["offered"].astype(bool)][["pool", "product", "start", "withdraw_reason"]]
             w.to_csv(t / "withdrawn.csv", index=False)
+            # the sheet as a reviewer reads it: prices to a hundredth of a cent, shares to 0.1%
+            cols = [c for c in ("pool", "gpu_model", "product", "start", "end", "gpus_offered", "price_per_gpu_hour",
+                                "reference_price", "discount_vs_reference", "interruption_risk", "break_probability",
+                                "floor", "ceiling", "guardrails") if c in items]
+            rounded(items[items["offered"].astype(bool)][cols]).to_csv(t / "offered.csv", index=False)
+            c.log_artifact(run_id, str(t / "offered.csv"), "sheet")
             c.log_artifact(run_id, str(t / "withdrawn.csv"), "sheet")
             charts = t / "charts"
             charts.mkdir()
@@ -243,18 +249,20 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
                 (charts / f"price_vs_reference_{g}.png").write_bytes(price_vs_reference(items, g))
             c.log_artifacts(run_id, str(charts), "charts")
         if findings is not None and len(findings):
-            findings.to_csv(t / "findings.csv", index=False)
+            rounded(findings).to_csv(t / "findings.csv", index=False)
             c.log_artifact(run_id, str(t / "findings.csv"), "sheet")
             if items is not None and len(items) and "gpu_model" in items:
                 floors = (items.groupby(["pool", "gpu_model", "gpu_class"], dropna=False)["floor"].max()
                           .reset_index())
-                floors.to_csv(t / "floors.csv", index=False)
+                rounded(floors).to_csv(t / "floors.csv", index=False)
                 c.log_artifact(run_id, str(t / "floors.csv"), "sheet")
         if diff is not None:
-            diff.to_csv(t / "diff.csv", index=False)
+            rounded(diff).to_csv(t / "diff.csv", index=False)
             c.log_artifact(run_id, str(t / "diff.csv"), "sheet")
         if demand is not None:
-            demand.table().to_csv(t / "demand_fit.csv", index=False)
+            pairs = (sorted(set(zip(items["gpu_model"].astype(str), items["product"].astype(str))))
+                     if items is not None and len(items) else None)
+            rounded(demand.table(pairs)).to_csv(t / "demand_fit.csv", index=False)
             c.log_artifact(run_id, str(t / "demand_fit.csv"), "demand")
         if risk is not None:
             _log_risk_model(c, run_id, risk, t)
@@ -262,7 +270,9 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
         if ov is not None and Path(ov).exists():  # the file as it was when this run priced
             c.log_artifact(run_id, str(ov), "overrides")
         if overrides_log is not None and len(overrides_log):
-            overrides_log.to_csv(t / "overrides_applied.csv", index=False)
+            effects = result.get("overrides")
+            table = effects if isinstance(effects, pd.DataFrame) and len(effects) else overrides_log
+            rounded(table).to_csv(t / "overrides_applied.csv", index=False)
             c.log_artifact(run_id, str(t / "overrides_applied.csv"), "overrides")
     c.set_terminated(run_id, "FINISHED" if result["status"] != "failed" else "FAILED")
 
@@ -283,7 +293,7 @@ def _log_risk_model(c, run_id: str, risk, t: Path) -> None:
             for (L, a), u in sorted(m.pit_.items())]
     out = t / "risk_model"
     out.mkdir(exist_ok=True)
-    pd.DataFrame(rows).to_csv(out / "calibration_windows.csv", index=False)
+    rounded(pd.DataFrame(rows), 3).to_csv(out / "calibration_windows.csv", index=False)
     c.log_artifacts(run_id, str(out), "risk_model")
 
 
@@ -315,6 +325,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
     as_of_ts = _utc(as_of or datetime.now(timezone.utc))
     run_id = _mlflow_run(settings, as_of_ts, parent_run_id)
     items = diff = demand = paths = overrides_log = findings = risk = None
+    override_table, override_warnings = None, []
     ref_warnings: list[str] = []
     in_force = True
     last_version = None
@@ -362,7 +373,11 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         items = price_fleet(inputs["hourly"], market, rules, demand, valid_from, inputs["last_items"], hold, drawdowns,
                             anchor=inputs["anchor"], booked=inputs["booked"], risk=risk)
         if overrides:
+            before = items
             items, overrides_log = apply_overrides(items, overrides, inputs["last_items"], valid_from)
+            override_table, override_warnings = override_effects(before, items, overrides_log, rules.max_daily_change)
+            for w in override_warnings:
+                logger.warning(w)
         items = apply_spot_calibration(items, inputs.get("calibration"))
         findings = pool_findings(items, market, rules.min_undercut, rules.usd_per_kwh, rules.pue, str(p.gpu_alias_file))
         _store_findings(settings, run_id, findings)
@@ -386,17 +401,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             history.record_demand_fits(con, demand.table())
         finally:
             con.close()
-        gc = {**{g: 0 for g in GUARDRAIL_NAMES}, **guardrail_counts(offered)}  # zeros too: a reviewer sees none fired
-        metrics = {
-            "items.offered": len(offered), "items.withdrawn": int((~items["offered"].astype(bool)).sum()),
-            "pools.held": len(hold), "gpu_hours.offered": float((offered["gpus_offered"] * offered["hours"]).sum()),
-            "revenue.expected_spot": float((offered["expected_gpu_hours_sold"] * offered["price_per_gpu_hour"])
-                                           .where(offered["product"] == "spot").sum()),
-            "discount.mean": float(offered["discount_vs_reference"].mean()) if len(offered) else 0.0,
-            **{f"guardrail.{k}": v for k, v in gc.items()},
-            "overrides.entries": 0 if overrides_log is None else len(overrides_log),
-            **{f"diff.{k}": v for k, v in counts.items()},
-        }
+        metrics = offer_metrics(items, len(hold), overrides_log, counts)
         # everything that can fail is done: publishing is the last step that may raise
         if inputs["last"] is not None and inputs["last"]["content_sha256"] == sheet.content_sha256:
             status, version, reason = "unchanged", last_version, "same content as the last sheet"
@@ -406,7 +411,8 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
         result = {"status": status, "version": version, "reason": reason, "metrics": metrics, "held_pools": hold,
                   "findings": findings,
                   "valid_from": str(valid_from), "diff_rows": len(diff), "mlflow_run_id": run_id,
-                  "paths": [str(x) for x in paths] if paths else None, "warnings": list(ref_warnings)}
+                  "paths": [str(x) for x in paths] if paths else None,
+                  "warnings": list(ref_warnings) + override_warnings, "overrides": override_table}
     except Hold as exc:
         lines = list(exc.args[1]) if len(exc.args) > 1 else []
         if not in_force:  # nothing in force and nothing to sell: the night failed, say why per cause
@@ -497,21 +503,21 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
     cal = calibrate_on_early(rep.spot) if len(rep.spot) and rep.spot["origin"].nunique() >= 2 else None
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        rep.summary.to_csv(t / "summary.csv", index=False)
+        rounded(rep.summary).to_csv(t / "summary.csv", index=False)
         rep.offers.to_parquet(t / "offers.parquet", index=False)
         if len(rep.spot):
             rep.spot.to_parquet(t / "spot_blocks.parquet", index=False)
         if len(curve):
-            curve.to_csv(t / "reserved_target_curve.csv", index=False)
+            rounded(curve).to_csv(t / "reserved_target_curve.csv", index=False)
             (t / "reserved_safety_yield.png").write_bytes(safety_yield_chart(curve, SAFETY_BAR, chosen,
                                                                               p.reserved_break_target))
         by_size = by_pool_size(rep.offers)
         if len(by_size):
-            by_size.to_csv(t / "reserved_by_pool_size.csv", index=False)
+            rounded(by_size).to_csv(t / "reserved_by_pool_size.csv", index=False)
         if cal is not None:
-            cal.summary.to_csv(t / "spot_risk_calibration.csv", index=False)
-            cal.bands.to_csv(t / "spot_risk_reliability.csv", index=False)
-            cal.calibrator.to_frame().to_csv(t / "spot_risk_curve.csv", index=False)
+            rounded(cal.summary).to_csv(t / "spot_risk_calibration.csv", index=False)
+            rounded(cal.bands).to_csv(t / "spot_risk_reliability.csv", index=False)
+            rounded(cal.calibrator.to_frame()).to_csv(t / "spot_risk_curve.csv", index=False)
             (t / "spot_risk_reliability.png").write_bytes(reliability_chart(
                 cal.bands, f"spot risk on the later {len(cal.later_origins)} origins (fit on the earlier "
                            f"{len(cal.early_origins)})"))

@@ -316,6 +316,8 @@ class NightlySettings(BaseModel):
     prefect_port: int = Field(4200, ge=1, le=65535, description="port of the local Prefect server `idlecap schedule` "
                               "starts when PREFECT_API_URL is not set")
     experiment: str = "idlecap-nightly"
+    prefect_start_timeout_s: int = Field(180, ge=10, description="how long a command waits for Prefect's ephemeral "
+                                         "API server to start (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS wins when set)")
     fan_charts: int = Field(6, ge=0, description="fan charts of the night's forecast (largest pools)")
 
     @field_validator("inbox", "calendar", mode="before")
@@ -441,6 +443,7 @@ def apply_process_env(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_HOME", str(Path(settings.prefect_home).resolve()))
     os.environ.setdefault("MLFLOW_TRACKING_URI", str(settings.mlflow_tracking_uri))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
+    # a busy 2-core machine can take over a minute to start Prefect's ephemeral server
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(settings.nightly.prefect_start_timeout_s))
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

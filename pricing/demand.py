@@ -88,7 +88,13 @@ class DemandModel:
         prior = self._prior(product)
         return c or DemandCurve(prior.elasticity, prior.share_at_reference)
 
-    def table(self) -> pd.DataFrame:
-        """What was fitted, for the MLflow log and the warehouse."""
-        rows = [{"gpu_model": g, "product": p, **c.__dict__} for (g, p), c in getattr(self, "curves_", {}).items()]
+    def table(self, pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+        """What was fitted (for the warehouse); with `pairs` (gpu_model, product), the curve each one
+        was priced with, the prior included (for the MLflow log: never an empty table)."""
+        fitted = getattr(self, "curves_", {})
+        keys = sorted(fitted) if pairs is None else sorted(set(pairs) | set(fitted))
+        rows = [{"gpu_model": g, "product": p, **self.curve(g, p).__dict__} for g, p in keys]
+        if pairs is not None:
+            for r in rows:
+                r["source"] = "fit" if r["source"] == "fit" else "prior (too few bookings to fit)"
         return pd.DataFrame(rows, columns=["gpu_model", "product", "elasticity", "share_at_reference", "source", "n_items"])

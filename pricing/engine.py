@@ -62,6 +62,16 @@ def _guard(df: pd.DataFrame, rules: PricingRules, last: pd.DataFrame | None, par
     return df
 
 
+def _expected_sold(res: pd.DataFrame, demand: DemandModel) -> np.ndarray:
+    """GPU-hours the demand curve expects to sell of each reserved tranche at its final price."""
+    out = np.zeros(len(res))
+    for i, r in enumerate(res.itertuples(index=False)):
+        if r.offered and r.gpus_offered > 0 and np.isfinite(r.price_per_gpu_hour):
+            want = demand.curve(str(r.gpu_model), r.product).gpus(r.price_per_gpu_hour, r.reference_price, r.gpus_total)
+            out[i] = min(float(want), float(r.gpus_offered)) * float(r.hours)
+    return out
+
+
 def held_items(last: pd.DataFrame | None, hold: dict[str, str], valid_from: pd.Timestamp) -> pd.DataFrame:
     """The last sheet's not-yet-started items of held pools, unchanged, marked hold_last."""
     if last is None or last.empty or not hold:
@@ -101,6 +111,7 @@ def price_fleet(
         res = reserved_prices(res, spot, rules, demand)
         res = _guard(res, rules, anchor, parity=True)
         res["interruption_risk"] = 0.0  # reserved capacity is promised; reclaim risk is priced in the quantity
+        res["expected_gpu_hours_sold"] = _expected_sold(res, demand)
         frames = [spot, res]
     kept = held_items(last, hold, valid_from)
     if len(kept) and market.resolved is not None:  # items of a sheet from before the catalogue have no class

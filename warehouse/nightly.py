@@ -38,19 +38,26 @@ def live_errors(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
     Forecast runs with an origin in [since, until), their first `horizon_hours` hours, against the
     realized idle GPUs, next to the seasonal-naive forecast (same hour a day earlier) on the same
     points: n, mae, mae_snaive. Data the forecasts never saw, so a fair 'last week' check.
+    Persistence (the last hour observed before the origin) is scored on the points where that hour
+    is known: n_common, with mae_common, mae_snaive_common and mae_persistence on those points.
     `model_version` keeps only that model's forecasts (the champion's, not a replaced one's)."""
     return con.execute("""
         WITH runs AS (
             SELECT forecast_id, origin FROM forecast_runs
             WHERE origin >= ? AND origin < ? AND (CAST(? AS VARCHAR) IS NULL OR model_version = ?)
         ), f AS (
-            SELECT f.unique_id AS pool, f.ds, f.mean FROM forecasts f JOIN runs r USING (forecast_id)
+            SELECT f.unique_id AS pool, f.ds, f.mean, r.origin FROM forecasts f JOIN runs r USING (forecast_id)
             WHERE f.grain = 'hour' AND f.ds < r.origin + to_hours(?) AND f.ds <= ?
         ), y AS (
             SELECT pool, ts AS ds, idle_gpu_hours AS y FROM pool_hourly
             WHERE coverage >= ? AND quality_flag IS NULL
         )
-        SELECT f.pool, count(*) AS n, avg(abs(f.mean - y.y)) AS mae, avg(abs(s.y - y.y)) AS mae_snaive
+        SELECT f.pool, count(*) AS n, avg(abs(f.mean - y.y)) AS mae, avg(abs(s.y - y.y)) AS mae_snaive,
+               count(p.y) AS n_common,
+               avg(abs(f.mean - y.y)) FILTER (WHERE p.y IS NOT NULL) AS mae_common,
+               avg(abs(s.y - y.y)) FILTER (WHERE p.y IS NOT NULL) AS mae_snaive_common,
+               avg(abs(p.y - y.y)) AS mae_persistence
         FROM f JOIN y USING (pool, ds) JOIN y s ON s.pool = f.pool AND s.ds = f.ds - INTERVAL 24 HOUR
+        LEFT JOIN y p ON p.pool = f.pool AND p.ds = f.origin - INTERVAL 1 HOUR
         GROUP BY f.pool ORDER BY f.pool
     """, [since, until, model_version, model_version, horizon_hours, until, min_coverage]).df()

@@ -144,3 +144,30 @@ def latest_spot_calibration(con: duckdb.DuckDBPyConnection, risk_model: str = "w
         return None
     fitted_at, n, x, y = rows[0]
     return {"fitted_at": fitted_at, "n_blocks": int(n), "x": list(x), "y": list(y)}
+
+
+def items_live_between(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> pd.DataFrame:
+    """Offered items of the sheets that became valid in [since, until), each with its sheet's
+    `valid_from` and `live_until` (the next sheet's valid_from; NULL for the newest): what was
+    on sale, for scoring promises against what happened."""
+    return con.execute("""
+        WITH s AS (
+            SELECT version, valid_from, lead(valid_from) OVER (ORDER BY version) AS live_until FROM price_sheets
+        )
+        SELECT i.version, s.valid_from, s.live_until, i.pool, i.product, i.start, i."end", i.hours,
+               i.gpus_offered, i.interruption_risk, i.price_per_gpu_hour
+        FROM price_sheet_items i JOIN s USING (version)
+        WHERE i.offered AND s.valid_from >= ? AND s.valid_from < ?
+        ORDER BY i.version, i.pool, i.product, i.start
+    """, [since, until]).df()
+
+
+def actual_minima(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime,
+                  min_coverage: float = 0.5) -> pd.DataFrame:
+    """unique_id, ds, y, y_min of pool_hourly in [since, until) (NaN where masked or thin)."""
+    return con.execute("""
+        SELECT pool AS unique_id, ts AS ds,
+               CASE WHEN coverage >= ? AND quality_flag IS NULL THEN idle_gpu_hours END AS y,
+               CASE WHEN coverage >= ? AND quality_flag IS NULL THEN idle_gpus_min END AS y_min
+        FROM pool_hourly WHERE ts >= ? AND ts < ? ORDER BY pool, ts
+    """, [min_coverage, min_coverage, since, until]).df()

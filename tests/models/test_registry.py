@@ -39,7 +39,7 @@ def test_champion_moves_only_to_a_better_backtest(store, fleet):
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias("fc", CHAMPION).version) == v4.version
     tags = client.get_model_version("fc", v2.version).tags
-    assert tags["backtest_mase_median"] == "1.2" and tags["promotion"].startswith("kept:")
+    assert tags["backtest_mase_median"] == "1.2000" and tags["promotion"].startswith("not promoted:")
     loaded, version, run_id = load_champion("fc")
     assert version == v4.version and run_id
     a = model.predict(24)

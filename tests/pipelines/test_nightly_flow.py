@@ -84,7 +84,7 @@ def test_first_night_publishes_and_the_run_tree_is_reviewable(night):
     assert all(k.info.status == "FINISHED" for k in kids)
     assert by_kind["ingest"].data.metrics["rows.loaded"] == 437_760
     summary = Path(c.download_artifacts(parent.info.run_id, "summary.md", str(s.var_dir))).read_text()
-    assert "**published**" in summary and "live sheet: v1" in summary and "items offered" in summary
+    assert "**published**" in summary and "live sheet: v1" in summary and "GPU-hours offered" in summary
     price_arts = {a.path for a in c.list_artifacts(by_kind["price"].info.run_id, "sheet")}
     assert {"sheet/price-sheet-000001.json", "sheet/diff.csv", "sheet/withdrawn.csv"} <= price_arts
     gm = {k for k in by_kind["price"].data.metrics if k.startswith("guardrail.")}
@@ -248,6 +248,22 @@ def test_the_mlflow_ui_finds_the_night_over_rest(night):
         run = httpx.get(f"{base}/api/2.0/mlflow/runs/get", params={"run_id": out["mlflow_run_id"]}).json()["run"]
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
         assert tags["sheet_version"] == "1" and json.dumps(tags)
+        # the runs table compares nights: description, metrics and params on the parent run itself
+        assert tags["mlflow.note.content"].startswith("published sheet v1; ")
+        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+        price = out["price"]["metrics"]
+        for k in ("items.offered", "items.offered.spot", "gpu_hours.offered", "revenue.expected", "discount.mean",
+                  "guardrail.ceiling", "pools.held", "live.spot_blocks_ended", "live.reserved_leases_ended"):
+            assert k in metrics, k
+        assert metrics["items.offered"] == price["items.offered"] and metrics["guardrail.ceiling"] == price["guardrail.ceiling"]
+        params = {p["key"]: p["value"] for p in run["data"]["params"]}
+        assert params["pricing.reserved_break_target"] == str(s.pricing.reserved_break_target)
+        assert {"pricing.max_daily_change", "pricing.spot_offer_quantile", "forecast.models", "retrain"} <= set(params)
+        # sortable across nights: the search API orders the night runs by a parent metric
+        ranked = httpx.post(f"{base}/api/2.0/mlflow/runs/search", json={
+            "experiment_ids": [exp["experiment_id"]], "filter": "tags.kind = 'nightly' and metrics.items.offered > 0",
+            "order_by": ["metrics.`gpu_hours.offered` DESC"], "max_results": 50}).json()["runs"]
+        assert out["mlflow_run_id"] in {r["info"]["run_id"] for r in ranked}
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(15)
