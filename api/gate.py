@@ -21,7 +21,10 @@ from api.keys import KeyRing
 
 log = logging.getLogger("idlecap.api")
 
-PUBLIC = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# Customer docs and the internal docs pages are public shells; the internal schema they load is not.
+PUBLIC = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+                    "/internal/docs", "/internal/redoc"})
+PUBLIC_PREFIX = "/docs/assets/"  # Swagger UI and ReDoc files, served from the installed package
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SECRET_PARAM = re.compile(r"(?i)((?:api[_-]?key|key|token|secret|password)=)[^&]*")
 
@@ -38,9 +41,9 @@ def route_path(scope: Scope) -> str:
 
 def required_scope(path: str) -> str | None:
     """None for public paths; internal routes need an internal key; everything else a customer key."""
-    if path in PUBLIC:
+    if path in PUBLIC or (path.startswith(PUBLIC_PREFIX) and ".." not in path):
         return None
-    return "internal" if path.startswith("/v1/internal") else "customer"
+    return "internal" if path.startswith(("/v1/internal", "/internal")) else "customer"
 
 
 def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -122,7 +125,7 @@ class Gate:
                                  [(b"www-authenticate", b'Bearer realm="idlecap"')])
                     return
                 key_id = rec.key_id
-                state["key_id"] = key_id
+                state["key_id"], state["key_scope"] = key_id, rec.scope
                 if not rec.allows(need):
                     await _error(send_wrapped, 403, "forbidden", f"this key's scope ({rec.scope}) cannot use {need} routes", rid)
                     return

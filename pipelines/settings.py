@@ -345,6 +345,8 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(16_384, ge=256)
     page_size: int = Field(100, ge=1, le=1000, description="GET /v1/prices items per page when limit is not given")
     access_log: bool = True
+    region_locations: dict[str, str] = Field(default_factory=dict, description="region code -> where it is, in words "
+                                             "(e.g. dc1 = \"Frankfurt, Germany\"); customers see `unknown` otherwise")
 
 
 class Settings(BaseModel):
