@@ -348,6 +348,7 @@ def create_app(config: ApiConfig) -> LeasingApi:
                          422: {"model": schemas.ErrorBody, "description": "invalid input, or a start that is not "
                                "offered (`invalid_start`, with `detail.valid_starts`)",
                                "content": {"application/json": {"example": examples.INVALID_START}}},
+                         400: {"model": schemas.ErrorBody, "description": "the body is not JSON"},
                          413: {"model": schemas.ErrorBody, "description": "body over 16 KiB"},
                          **no_sheet, 401: errors[401], 403: errors[403]})
     async def quotes(request: Request, ask: schemas.QuoteRequest) -> Response:
