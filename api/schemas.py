@@ -138,7 +138,7 @@ class PriceItem(BaseModel):
     interruption_risk: float | None = F(
         "spot: forecast probability that some GPUs of this offer are reclaimed before the block ends; "
         "reserved: 0 (guaranteed). See the sheet's interruption_risk_meaning", 0.1615, "probability (0-1)")
-    reference: Reference
+    reference: Reference = Field(description="the public cloud offer this item is compared with")
     saving_per_gpu_hour: float | None = F("reference equivalent price minus our price", 0.0316, "USD per GPU-hour")
     discount_vs_reference: float | None = F("saving as a share of the reference equivalent price", 0.1,
                                             "fraction (0-1)")
@@ -228,7 +228,7 @@ class QuoteLine(BaseModel):
     interruption_risk: float | None = F("the offer's interruption risk in this block", 0.1615, "probability (0-1)")
     reference_price_per_gpu_hour: float | None = F("the reference's equivalent price", 0.316, "USD per GPU-hour")
     reference_subtotal: float | None = F("gpus x hours x reference price", 5.69, "USD")
-    reference: QuoteReference
+    reference: QuoteReference = Field(description="the public cloud offer the line is compared with")
 
 
 class Quote(BaseModel):
