@@ -9,6 +9,7 @@ the key's scope (api.views); the docs are served from the box (api.docs).
 """
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 from collections import OrderedDict
@@ -27,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 from api import examples, schemas
 from api.docs import ASSETS_URL, assets_dir, build_openapi, redoc_page, swagger_page
 from api.fastpath import (MAX_ECHO, ApiError, FastGets, PricesPager, Reply, check_inm, clip, current, error_doc,
-                          etag_matches, no_query, now_utc, price_sheet_reply, sheet_headers, token, unknown, untoken)
+                          etag_matches, now_utc, price_sheet_reply, sheet_headers, token, unknown, untoken)
 from api.gate import PUBLIC, AccessLog, Gate
 from api.keys import KeyRing
 from api.quotes import CapacityShort, QuoteAsk, QuoteInvalid, quote
@@ -181,12 +182,16 @@ def create_app(config: ApiConfig) -> LeasingApi:
                 for what, step in (("sheet", lambda: asyncio.to_thread(store.refresh)),
                                    ("keys", lambda: asyncio.to_thread(keys.refresh))):
                     try:  # separately: a broken sheet must not stop key revocations, nor the reverse
-                        await step()
+                        if await step():
+                            gc.freeze()
                     except Exception:  # never let the watcher die: the next tick tries again
                         log.exception("%s reload failed; serving what is loaded", what)
                 if access is not None:
                     access.flush()
 
+        # What is loaded now (imports, the sheet's parsed and encoded views) lives as long as the process:
+        # keep it out of the cyclic GC's full passes (about 50 ms each here, a p99 spike under load).
+        gc.freeze()
         task = asyncio.create_task(watch())
         try:
             yield

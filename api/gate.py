@@ -46,16 +46,6 @@ def required_scope(path: str) -> str | None:
     return "internal" if path.startswith(("/v1/internal", "/internal")) else "customer"
 
 
-def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for k, v in headers:
-        if k == b"authorization":
-            s = v.decode("latin-1")
-            return s[7:].strip() if s[:7].lower() == "bearer " else None
-        if k == b"x-api-key":
-            return v.decode("latin-1").strip()
-    return None
-
-
 class AccessLog:
     """One JSON line per request to a binary stream (stderr by default).
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pandas as pd
 import pytest
@@ -104,4 +103,3 @@ def test_each_scope_gets_304_on_its_own_etag(server):
     assert cust.get("/v1/price-sheet", headers={"If-None-Match": e_c}).status_code == 304
     assert internal.get("/v1/price-sheet", headers={"If-None-Match": e_i}).status_code == 304
     assert cust.get("/v1/price-sheet", headers={"If-None-Match": e_i}).status_code == 200
-    time.sleep(0)  # (both views come precomputed from the store: no per-request rendering)
