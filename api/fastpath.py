@@ -3,15 +3,17 @@
 Each returns a `Reply` (status, headers, body). `FastGets` answers exact GETs of these paths
 straight from the ASGI scope, without FastAPI's routing and parameter machinery (about 150 us
 of a 200 us request here, see bench/api_serving.py); the FastAPI routes call the same functions,
-so the behaviour, validation and OpenAPI documentation are one. Query validation is the same
-pydantic model either way. /v1/prices bodies are cached per (sheet version, query string):
-sheets are immutable, so a cached page is never stale.
+so the behaviour, validation limits and OpenAPI documentation are one. Query validation is the
+same pydantic model either way. Bodies come pre-encoded per (sheet version, key scope) from the
+store; /v1/prices pages are cached per (sheet version, scope, query string): sheets are
+immutable, so a cached page is never stale.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,12 +31,44 @@ JSON = b"application/json"
 Headers = list[tuple[bytes, bytes]]
 
 
+MAX_INM = 1024  # If-None-Match, as the FastAPI routes declare it
+MAX_ECHO = 64  # characters of a client's own input (a parameter name, a value) an error repeats
+MAX_LIST = 20  # entries of a list an error's detail carries
+MAX_ERROR_BYTES = 8192
+
+
 class ApiError(Exception):
     """An error reply with a stable code; rendered as {"error", "message", "request_id", "detail"}."""
 
     def __init__(self, status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.detail, self.headers = status, code, message, detail, headers
+
+
+def clip(text: str, n: int = MAX_ECHO) -> str:
+    """A client's string as an error may repeat it: at most n characters."""
+    text = str(text)
+    return text if len(text) <= n else text[:n] + f"...({len(text):,} chars)"
+
+
+def _bounded(obj: Any, depth: int = 0) -> Any:
+    if isinstance(obj, str):
+        return clip(obj, 200)
+    if isinstance(obj, list):
+        return [_bounded(x, depth + 1) for x in obj[:MAX_LIST if depth else 50]]
+    if isinstance(obj, dict):
+        return {clip(str(k), MAX_ECHO): _bounded(v, depth + 1) for k, v in list(obj.items())[:MAX_LIST]}
+    return obj
+
+
+def error_doc(code: str, message: str, request_id: str | None, detail: Any = None) -> dict[str, Any]:
+    """The one error shape, bounded: no client input can make an error body large."""
+    body: dict[str, Any] = {"error": code, "message": clip(message, 500), "request_id": request_id}
+    if detail is not None:
+        body["detail"] = _bounded(detail)
+        if len(orjson.dumps(body)) > MAX_ERROR_BYTES:
+            body["detail"] = None
+    return body
 
 
 @dataclass
@@ -64,6 +98,8 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     """Weak comparison, as RFC 9110 asks for If-None-Match; `*` matches any current sheet."""
     if not if_none_match:
         return False
+    if if_none_match == etag:  # what a polling client sends back
+        return True
     for tag in if_none_match.split(","):
         tag = tag.strip()
         if tag == "*" or tag.removeprefix("W/") == etag:
@@ -87,8 +123,8 @@ def untoken(tok: str) -> dict[str, Any]:
 
 def validation_error(exc: ValidationError, where: str) -> ApiError:
     """The same 422 shape as FastAPI's request validation errors."""
-    detail = [{"field": ".".join([where, *(str(p) for p in e.get("loc", ()))]), "message": e.get("msg", ""),
-               "type": e.get("type", "")} for e in exc.errors()]
+    detail = [{"field": clip(".".join([where, *(str(p) for p in e.get("loc", ()))]), MAX_ECHO + 8),
+               "message": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()[:MAX_LIST]]
     if any(d["type"] == "extra_forbidden" for d in detail):
         for d in detail:
             if d["type"] == "extra_forbidden":
@@ -97,15 +133,63 @@ def validation_error(exc: ValidationError, where: str) -> ApiError:
     return ApiError(422, "invalid_request", msg or "invalid request", detail)
 
 
-def price_sheet_reply(store: SheetStore, if_none_match: str | None) -> Reply:
-    """The current sheet, byte for byte as published; cacheable until valid_until."""
-    s, now = current(store), now_utc()
+def check_inm(if_none_match: str | None) -> None:
+    if if_none_match is not None and len(if_none_match) > MAX_INM:
+        raise ApiError(422, "invalid_request", f"header.if-none-match: at most {MAX_INM} characters",
+                       [{"field": "header.if-none-match", "message": f"at most {MAX_INM} characters",
+                         "type": "string_too_long"}])
+
+
+def no_query(qs: bytes | str) -> None:
+    """Routes without query parameters refuse any, with the names cut short."""
+    if qs:
+        qs = qs.decode("latin-1") if isinstance(qs, bytes) else qs
+        names = sorted({k for k, _ in parse_qsl(qs, keep_blank_values=True)} or {qs})
+        unknown(names, frozenset())
+
+
+def unknown(names: list[str], allowed: frozenset[str]) -> None:
+    bad = sorted(set(names) - allowed)
+    if bad:
+        shown = [clip(n) for n in bad[:5]] + ([f"... {len(bad) - 5} more"] if len(bad) > 5 else [])
+        takes = f"this route takes {sorted(allowed)}" if allowed else "this route takes no query parameters"
+        raise ApiError(422, "invalid_request", f"unknown query parameter(s) {shown}; {takes}",
+                       [{"field": f"query.{n}", "message": "unknown query parameter", "type": "extra_forbidden"}
+                        for n in shown])
+
+
+_heads: dict[tuple[int, str], tuple[int, Headers, Headers]] = {}
+
+
+def _sheet_heads(s: LoadedSheet, scope: str) -> tuple[Headers, Headers]:
+    """The 304 and 200 headers of the current sheet for a scope, built once a second (max-age counts down)."""
+    second = int(time.time())
+    hit = _heads.get((s.version, scope))
+    if hit is not None and hit[0] == second:
+        return hit[1], hit[2]
+    now, v = now_utc(), s.view(scope)
     # private: answers need a key, so a shared cache must not hand them to others
     cc = b"no-cache" if s.expired(now) else f"private, max-age={s.max_age(now)}".encode()
-    headers = [(b"etag", s.etag.encode()), (b"cache-control", cc), *sheet_headers(s, now)]
-    if etag_matches(if_none_match, s.etag):
-        return Reply(304, headers)
-    return Reply(200, [(b"content-type", JSON), *headers], s.body)
+    h304 = [(b"etag", v.etag.encode()), (b"cache-control", cc), *sheet_headers(s, now)]
+    h200 = [(b"content-type", JSON), *h304]
+    if len(_heads) > 16:
+        _heads.clear()
+    _heads[(s.version, scope)] = (second, h304, h200)
+    return h304, h200
+
+
+def price_sheet_reply(store: SheetStore, if_none_match: str | None, scope: str = "customer", qs: bytes = b"") -> Reply:
+    """The current sheet as this key's scope sees it; cacheable until valid_until."""
+    if if_none_match is not None and len(if_none_match) > MAX_INM:
+        check_inm(if_none_match)
+    if qs:
+        no_query(qs)
+    s = current(store)
+    v = s.view(scope)
+    h304, h200 = _sheet_heads(s, scope)
+    if etag_matches(if_none_match, v.etag):
+        return Reply(304, h304)
+    return Reply(200, h200, v.body)
 
 
 def _query_dict(qs: bytes) -> dict[str, Any]:
@@ -124,15 +208,15 @@ class PricesPager:
 
     def __init__(self, store: SheetStore, page_size: int, cache_bytes: int = 32 << 20):
         self.store, self.page_size, self.cache_bytes = store, page_size, cache_bytes
-        self.cache: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+        self.cache: OrderedDict[tuple[int, str, bytes], bytes] = OrderedDict()
         self.cached = 0
 
-    def reply(self, qs: bytes) -> Reply:
+    def reply(self, qs: bytes, scope: str = "customer") -> Reply:
         s = current(self.store)
-        key = (s.version, qs)
+        key = (s.version, scope, qs)
         body = self.cache.get(key)
         if body is None:
-            s, body, cacheable = self._render(s, qs)
+            s, body, cacheable = self._render(s, qs, scope)
             if cacheable and len(body) <= self.cache_bytes // 8:
                 self.cache[key] = body
                 self.cached += len(body)
@@ -142,9 +226,11 @@ class PricesPager:
             self.cache.move_to_end(key)
         return Reply(200, [(b"content-type", JSON), *sheet_headers(s, now_utc())], body)
 
-    def _render(self, s: LoadedSheet, qs: bytes) -> tuple[LoadedSheet, bytes, bool]:
+    def _render(self, s: LoadedSheet, qs: bytes, scope: str) -> tuple[LoadedSheet, bytes, bool]:
+        qd = _query_dict(qs)
+        unknown(list(qd), schemas.PricesQuery.FIELDS)
         try:
-            q = schemas.PricesQuery.model_validate(_query_dict(qs))
+            q = schemas.PricesQuery.model_validate(qd)
         except ValidationError as exc:
             raise validation_error(exc, "query") from None
         filters = {"gpu_model": q.gpu_model, "region": q.region, "pool": q.pool, "product": q.product}
@@ -171,14 +257,12 @@ class PricesPager:
         h = s.header
         head = orjson.dumps({"sheet_version": s.version, "valid_from": h["valid_from"], "valid_until": h["valid_until"],
                              "currency": h["currency"], "total": len(match), "next_page_token": nxt})
-        return s, head[:-1] + b',"items":[' + b",".join(s.item_bytes[i] for i in page) + b"]}", not q.page_token
+        item_bytes = s.view(scope).item_bytes
+        return s, head[:-1] + b',"items":[' + b",".join(item_bytes[i] for i in page) + b"]}", not q.page_token
 
 
 def error_body(exc: ApiError, request_id: str | None) -> bytes:
-    body: dict[str, Any] = {"error": exc.code, "message": exc.message, "request_id": request_id}
-    if exc.detail is not None:
-        body["detail"] = exc.detail
-    return orjson.dumps(body)
+    return orjson.dumps(error_doc(exc.code, exc.message, request_id, exc.detail))
 
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -201,14 +285,16 @@ class FastGets:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             path = route_path(scope)
             if path == "/v1/price-sheet" or path == "/v1/prices":
+                key_scope = scope.get("state", {}).get("key_scope", "customer")
                 try:
                     if path == "/v1/prices":
                         qs = scope["query_string"]
                         # a token may pin an older version that has to be read from disk: not on the event loop
-                        r = (await asyncio.to_thread(self.pager.reply, qs)) if b"page_token" in qs else self.pager.reply(qs)
+                        r = (await asyncio.to_thread(self.pager.reply, qs, key_scope)) if b"page_token" in qs \
+                            else self.pager.reply(qs, key_scope)
                     else:
                         inm = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"if-none-match"), None)
-                        r = price_sheet_reply(self.store, inm)
+                        r = price_sheet_reply(self.store, inm, key_scope, scope["query_string"])
                 except ApiError as exc:
                     extra = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
                     r = Reply(exc.status, [(b"content-type", JSON), *extra],

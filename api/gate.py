@@ -21,7 +21,10 @@ from api.keys import KeyRing
 
 log = logging.getLogger("idlecap.api")
 
-PUBLIC = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# Customer docs and the internal docs pages are public shells; the internal schema they load is not.
+PUBLIC = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+                    "/internal/docs", "/internal/redoc"})
+PUBLIC_PREFIX = "/docs/assets/"  # Swagger UI and ReDoc files, served from the installed package
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SECRET_PARAM = re.compile(r"(?i)((?:api[_-]?key|key|token|secret|password)=)[^&]*")
 
@@ -38,19 +41,9 @@ def route_path(scope: Scope) -> str:
 
 def required_scope(path: str) -> str | None:
     """None for public paths; internal routes need an internal key; everything else a customer key."""
-    if path in PUBLIC:
+    if path in PUBLIC or (path.startswith(PUBLIC_PREFIX) and ".." not in path):
         return None
-    return "internal" if path.startswith("/v1/internal") else "customer"
-
-
-def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for k, v in headers:
-        if k == b"authorization":
-            s = v.decode("latin-1")
-            return s[7:].strip() if s[:7].lower() == "bearer " else None
-        if k == b"x-api-key":
-            return v.decode("latin-1").strip()
-    return None
+    return "internal" if path.startswith(("/v1/internal", "/internal")) else "customer"
 
 
 class AccessLog:
@@ -62,6 +55,14 @@ class AccessLog:
 
     def __init__(self, stream: BinaryIO | None = None):
         self.stream = stream if stream is not None else sys.stderr.buffer
+        self._second, self._ts = -1, ""
+
+    def now(self) -> str:
+        """The UTC time to the second, formatted once per second rather than per line."""
+        t = int(time.time())
+        if t != self._second:
+            self._second, self._ts = t, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+        return self._ts
 
     def write(self, record: dict[str, Any]) -> None:
         self.stream.write(orjson.dumps(record) + b"\n")
@@ -95,8 +96,20 @@ class Gate:
             return
         t0 = time.perf_counter()
         headers = scope["headers"]
-        rid = next((v.decode("latin-1") for k, v in headers if k == b"x-request-id"), "")
-        if not _RID.match(rid):
+        rid, presented, length = "", None, None
+        for k, v in headers:  # one pass over the request headers (this runs on every request)
+            if k == b"authorization":
+                if presented is None:
+                    a = v.decode("latin-1")
+                    presented = a[7:].strip() if a[:7].lower() == "bearer " else ""
+            elif k == b"x-api-key":
+                if presented is None:
+                    presented = v.decode("latin-1").strip()
+            elif k == b"x-request-id":
+                rid = v.decode("latin-1")
+            elif k == b"content-length":
+                length = v
+        if not rid or not _RID.match(rid):
             rid = f"{self._id_prefix}{next(self._ids):08x}"
         state = scope.setdefault("state", {})
         state["request_id"] = rid
@@ -115,18 +128,17 @@ class Gate:
         try:
             need = required_scope(route_path(scope))
             if need is not None:
-                rec = self.keys.check(_bearer(headers))
+                rec = self.keys.check(presented or None)
                 if rec is None:
                     await _error(send_wrapped, 401, "unauthorized",
                                  "a valid API key is required: send `Authorization: Bearer <key>`", rid,
                                  [(b"www-authenticate", b'Bearer realm="idlecap"')])
                     return
                 key_id = rec.key_id
-                state["key_id"] = key_id
+                state["key_id"], state["key_scope"] = key_id, rec.scope
                 if not rec.allows(need):
                     await _error(send_wrapped, 403, "forbidden", f"this key's scope ({rec.scope}) cannot use {need} routes", rid)
                     return
-            length = next((v for k, v in headers if k == b"content-length"), None)
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 await _error(send_wrapped, 413, "body_too_large", f"request bodies are limited to {self.max_body} bytes", rid)
                 return
@@ -141,11 +153,12 @@ class Gate:
                 await _error(send_wrapped, 500, "internal_error", "internal error; quote the request_id to the operators", rid)
         finally:
             if self.access_log is not None:
-                q = scope.get("query_string", b"").decode("latin-1")
+                q = scope.get("query_string", b"")
                 self.access_log.write({
-                    "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "request_id": rid,
+                    "ts": self.access_log.now(), "request_id": rid,
                     "client": (scope.get("client") or ("", 0))[0], "method": scope["method"], "path": scope["path"],
-                    "query": _SECRET_PARAM.sub(r"\1***", q)[:512], "status": info["status"], "bytes": info["bytes"],
+                    "query": _SECRET_PARAM.sub(r"\1***", q.decode("latin-1"))[:512] if q else "",
+                    "status": info["status"], "bytes": info["bytes"],
                     "ms": round((time.perf_counter() - t0) * 1000, 2), "key_id": key_id,
                 })
 

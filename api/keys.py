@@ -6,6 +6,8 @@ key_id finds the record without comparing against every key; the secret is compa
 `hmac.compare_digest`, and an unknown key_id is compared against a dummy hash so that a miss
 costs the same as a wrong secret. The file is written atomically (0600) and re-read by the API
 when it changes, so keys created or revoked while the API runs take effect without a restart.
+The API remembers keys it has verified (until the file changes), so a client's later requests
+skip the hash: a miss, which is all a guesser ever gets, still takes the constant-time path.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+log = logging.getLogger("idlecap.api")
 SCOPES = ("customer", "internal")
 PREFIX = "ick"
 _KEY_RE = re.compile(r"^ick_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -61,8 +65,8 @@ def read_keys(path: Path) -> dict[str, ApiKey]:
     try:
         raw = json.loads(p.read_text() or "{}")
         return {r["key_id"]: ApiKey(**r) for r in raw.get("keys", [])}
-    except (ValueError, TypeError, KeyError) as exc:
-        raise KeyFileError(f"{p}: not a valid idlecap key file ({exc})") from exc
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise KeyFileError(f"{p}: not a valid idlecap key file ({type(exc).__name__}: {str(exc)[:200]})") from exc
 
 
 def _write_keys(path: Path, keys: dict[str, ApiKey]) -> None:
@@ -133,29 +137,66 @@ def verify(keys: dict[str, ApiKey], presented: str | None) -> ApiKey | None:
 
 
 class KeyRing:
-    """The API's view of the key file, re-read when the file changes (checked by `refresh`)."""
+    """The API's view of the key file, re-read when the file changes (checked by `refresh`).
+
+    At start a file that cannot be read is an error (`KeyFileError`): better no API than one that
+    refuses every key. While running, a broken, unreadable or deleted file keeps the last good keys
+    (a bad edit must not lock every customer out; to refuse everyone, revoke the keys or write an
+    empty key list), logs the problem once per distinct problem and reports it in `error`."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._stamp: tuple[int, int] | None = None
         self.keys: dict[str, ApiKey] = {}
         self.error: str | None = None
-        self.refresh()
-
-    def refresh(self) -> None:
-        try:
-            st = self.path.stat()
-            stamp = (st.st_ino, st.st_mtime_ns)
-        except FileNotFoundError:
-            stamp = None
-        if stamp == self._stamp and self._stamp is not None:
-            return
+        self._verified: dict[str, ApiKey] = {}  # presented key -> record, for keys that passed `verify`
+        self._loaded_from_file = False
         try:
             self.keys = read_keys(self.path)
-            self.error = None
-        except KeyFileError as exc:  # keep the keys we had: a bad edit must not lock everyone out
-            self.error = str(exc)
+        except OSError as exc:
+            raise KeyFileError(f"{self.path}: cannot be read ({exc.strerror or exc})") from exc
+        self._loaded_from_file = self.path.exists()
+        self._stamp = self._stat()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+            return (st.st_ino, st.st_mtime_ns)
+        except FileNotFoundError:
+            return None
+
+    def refresh(self) -> None:
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return
         self._stamp = stamp
+        if stamp is None:
+            if self._loaded_from_file:
+                self._problem(f"{self.path.name} is missing; keeping the {len(self.keys)} key(s) loaded before")
+            return
+        try:
+            keys = read_keys(self.path)
+        except (KeyFileError, OSError) as exc:  # keep the keys we had: a bad edit must not lock everyone out
+            why = str(exc).replace(str(self.path), self.path.name)
+            self._problem(f"{why[:300]}; keeping the {len(self.keys)} key(s) loaded before")
+            return
+        self.keys, self._verified = keys, {}  # revocations take effect: forget what was verified
+        self._loaded_from_file = True
+        if self.error is not None:
+            log.info("%s is readable again (%d keys)", self.path.name, len(self.keys))
+        self.error = None
+
+    def _problem(self, message: str) -> None:
+        if message != self.error:  # once per distinct problem, not once per reload tick
+            log.error("API keys: %s", message)
+        self.error = message
 
     def check(self, presented: str | None) -> ApiKey | None:
-        return verify(self.keys, presented)
+        if presented is not None:
+            hit = self._verified.get(presented)
+            if hit is not None:
+                return hit
+        rec = verify(self.keys, presented)
+        if rec is not None and len(self._verified) < 10_000:
+            self._verified[presented] = rec
+        return rec

@@ -2,7 +2,11 @@
 
 A quote covers consecutive periods: one reserved term, or `hours` of spot made of the sheet's
 spot blocks. In each period the cheapest items are drawn first (then the lowest interruption
-risk), across pools unless `single_pool` asks for one pool for the whole lease. A quote does not
+risk), across pools unless `single_pool` asks for one pool for the whole lease; offers riskier
+than `max_interruption_risk` are left out. A start that is not one of the product's starts in the
+sheet is an input error (422, with the valid starts); a valid start the sheet cannot fill is a
+capacity refusal (409). The quote says what the same GPU-hours cost at the reference prices, how
+likely any part of the lease is reclaimed, and whether the sheet is still fresh. A quote does not
 reserve anything: bookings are recorded by the leasing desk and priced into the next sheet.
 """
 from __future__ import annotations
@@ -10,13 +14,23 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Mapping
 
 from api.store import LoadedSheet, parse_ts
+from api.views import location_of
+
+
+def sheet_locations(sheet: LoadedSheet) -> dict[str, str]:
+    """Region -> location as the sheet's customer view shows it."""
+    return {r: location_of(r, {}) for r in {it["region"] for it in sheet.items}}
 
 
 class QuoteInvalid(ValueError):
-    """The request cannot be quoted as asked (422)."""
+    """The request cannot be quoted as asked (422); `code` and `detail` say what is valid."""
+
+    def __init__(self, message: str, code: str = "invalid_request", detail: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.code, self.detail = code, detail
 
 
 class CapacityShort(Exception):
@@ -37,6 +51,32 @@ class QuoteAsk:
     region: str | None = None
     pool: str | None = None
     single_pool: bool = False
+    max_interruption_risk: float | None = None
+
+
+ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime(ISO)
+
+
+def _check_start(sheet: LoadedSheet, ask: QuoteAsk, cands: list[tuple[int, dict[str, Any]]]) -> None:
+    """422 unless `start` is one of the product's starts in the sheet (a block boundary inside its horizon)."""
+    grid = sorted({sheet.starts[i] for i, it in enumerate(sheet.items) if it["product"] == ask.product})
+    if ask.start in set(grid):
+        return
+    mine = sorted({sheet.starts[i] for i, _ in cands}) or grid
+    length = next((sheet.ends[i] - sheet.starts[i] for i, it in enumerate(sheet.items) if it["product"] == ask.product),
+                  None)
+    what = (f"spot is sold in {length / timedelta(hours=1):g}-hour blocks" if ask.product == "spot" and length
+            else f"{ask.product} starts only at the listed times")
+    shown = ", ".join(s.strftime("%Y-%m-%dT%H:%MZ") for s in mine[:4]) + (", ..." if len(mine) > 4 else "")
+    raise QuoteInvalid(
+        f"start {_iso(ask.start)} is not a {ask.product} start in sheet v{sheet.version}: {what}; valid starts: "
+        f"{shown or 'none'} ({len(mine)} in all, see detail.valid_starts)", "invalid_start",
+        {"valid_starts": [_iso(s) for s in mine[:50]], "valid_starts_total": len(mine),
+         "block_hours": length / timedelta(hours=1) if length else None})
 
 
 def _periods(cands: list[tuple[int, dict[str, Any]]], sheet: LoadedSheet, ask: QuoteAsk) -> list[tuple[datetime, datetime]]:
@@ -46,8 +86,10 @@ def _periods(cands: list[tuple[int, dict[str, Any]]], sheet: LoadedSheet, ask: Q
         starts = sorted({sheet.starts[i] for i, _ in cands})
         hint = ", ".join(s.strftime("%Y-%m-%dT%H:%MZ") for s in starts[:6]) or "none"
         raise CapacityShort(
-            f"no {ask.product} {ask.gpu_model} is offered starting at {ask.start:%Y-%m-%dT%H:%MZ}",
-            {"offered_starts": [s.strftime("%Y-%m-%dT%H:%M:%SZ") for s in starts[:50]], "hint": f"offered starts: {hint}"},
+            f"no {ask.product} {ask.gpu_model} is offered starting at {ask.start:%Y-%m-%dT%H:%MZ}"
+            + (f" with interruption risk <= {ask.max_interruption_risk:g}" if ask.max_interruption_risk is not None else ""),
+            {"requested_gpus": ask.gpus, "available_gpus": 0,
+             "offered_starts": [_iso(s) for s in starts[:50]], "hint": f"offered starts: {hint}"},
         )
     end0 = parse_ts(sheet.items[first[0]]["end"])
     length = end0 - ask.start
@@ -70,24 +112,49 @@ def _periods(cands: list[tuple[int, dict[str, Any]]], sheet: LoadedSheet, ask: Q
     return [(ask.start + k * length, ask.start + (k + 1) * length) for k in range(n)]
 
 
-def _line(it: dict[str, Any], gpus: int, start: datetime, end: datetime) -> dict[str, Any]:
+def _line(it: dict[str, Any], gpus: int, start: datetime, end: datetime, locations: Mapping[str, str]) -> dict[str, Any]:
     hours = (end - start) / timedelta(hours=1)
+    ref = it.get("reference") or {}
+    eq = ref.get("equivalent_price")
     return {
-        "pool": it["pool"], "region": it["region"], "start": it["start"], "end": it["end"], "gpus": gpus,
+        "pool": it["pool"], "region": it["region"], "location": location_of(it["region"], locations),
+        "start": it["start"], "end": it["end"], "gpus": gpus,
         "hours": hours, "price_per_gpu_hour": it["price_per_gpu_hour"],
         "subtotal": round(gpus * hours * it["price_per_gpu_hour"], 2), "interruption_risk": it.get("interruption_risk"),
+        "reference_price_per_gpu_hour": eq, "reference_subtotal": round(gpus * hours * eq, 2) if eq is not None else None,
+        "reference": {k: ref.get(k) for k in ("provider", "sku", "product")},
     }
 
 
-def quote(sheet: LoadedSheet, ask: QuoteAsk) -> dict[str, Any]:
+def _risk(it: dict[str, Any]) -> float:
+    return float(it.get("interruption_risk") or 0.0)
+
+
+def quote(sheet: LoadedSheet, ask: QuoteAsk, now: datetime | None = None,
+          locations: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The priced lines and total for `ask` on `sheet`; raises CapacityShort or QuoteInvalid."""
     if ask.start.tzinfo is None:
         raise QuoteInvalid("start needs a time zone, e.g. 2026-11-24T00:00:00Z")
-    ask = replace(ask, start=ask.start.astimezone(timezone.utc))  # answers are in UTC, whatever offset was sent
-    cands = [(i, it) for i, it in enumerate(sheet.items)
-             if ask.gpu_model in (it["gpu_model"], it.get("gpu_class")) and it["product"] == ask.product
-             and (ask.region is None or it["region"] == ask.region) and (ask.pool is None or it["pool"] == ask.pool)
-             and it["gpus_offered"] > 0]
+    try:
+        ask = replace(ask, start=ask.start.astimezone(timezone.utc))  # answers are in UTC, whatever offset was sent
+    except OverflowError:
+        raise QuoteInvalid("start is out of range: use a date-time between 1970 and 2999") from None
+    now = now or datetime.now(timezone.utc)
+    locations = locations if locations is not None else sheet_locations(sheet)
+    offered = [(i, it) for i, it in enumerate(sheet.items)
+               if ask.gpu_model in (it["gpu_model"], it.get("gpu_class")) and it["product"] == ask.product
+               and (ask.region is None or it["region"] == ask.region) and (ask.pool is None or it["pool"] == ask.pool)
+               and it["gpus_offered"] > 0]
+    cands = [(i, it) for i, it in offered
+             if ask.max_interruption_risk is None or _risk(it) <= ask.max_interruption_risk]
+    if offered:
+        _check_start(sheet, ask, offered)
+    if not cands and offered:
+        least = min(_risk(it) for _, it in offered)
+        raise CapacityShort(
+            f"every {ask.product} {ask.gpu_model} offer has interruption risk above {ask.max_interruption_risk:g} "
+            f"(the least risky: {least:g})",
+            {"requested_gpus": ask.gpus, "available_gpus": 0, "least_interruption_risk": least})
     if not cands:
         offered = sorted({(it["gpu_model"], it["product"]) for it in sheet.items})
         raise CapacityShort(
@@ -105,7 +172,7 @@ def quote(sheet: LoadedSheet, ask: QuoteAsk) -> dict[str, Any]:
         here.sort(key=lambda it: (it["price_per_gpu_hour"], it.get("interruption_risk") or 0.0, it["pool"]))
         by_period.append(here)
     if ask.single_pool:
-        lines = _single_pool(by_period, periods, ask)
+        lines = _single_pool(by_period, periods, ask, locations)
     else:
         lines, short = [], []
         for (s, e), here in zip(periods, by_period):
@@ -113,34 +180,58 @@ def quote(sheet: LoadedSheet, ask: QuoteAsk) -> dict[str, Any]:
             for it in here:
                 take = min(need, int(it["gpus_offered"]))
                 if take:
-                    lines.append(_line(it, take, s, e))
+                    lines.append(_line(it, take, s, e, locations))
                     need -= take
                 if need == 0:
                     break
             if need:
-                short.append({"start": s.strftime("%Y-%m-%dT%H:%M:%SZ"), "available_gpus": ask.gpus - need})
+                short.append({"start": _iso(s), "available_gpus": ask.gpus - need})
         if short:
             avail = min(x["available_gpus"] for x in short)
+            capped = f" at interruption risk <= {ask.max_interruption_risk:g}" if ask.max_interruption_risk is not None else ""
             raise CapacityShort(
-                f"only {avail} of {ask.gpus} {ask.gpu_model} GPUs are offered as {ask.product} for the whole lease",
-                {"requested_gpus": ask.gpus, "available_gpus": avail, "short_periods": short},
+                f"only {avail} of {ask.gpus} {ask.gpu_model} GPUs are offered as {ask.product}{capped} for the whole lease",
+                {"requested_gpus": ask.gpus, "available_gpus": avail, "short_periods": short[:50]},
             )
+    return _summary(sheet, ask, periods, lines, now)
+
+
+def _summary(sheet: LoadedSheet, ask: QuoteAsk, periods: list[tuple[datetime, datetime]],
+             lines: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """Totals, the reference and saving, the lease's interruption risk and the sheet's validity."""
     total = round(sum(x["subtotal"] for x in lines), 2)
     gpu_hours = sum(x["gpus"] * x["hours"] for x in lines)
+    refs = [x["reference_subtotal"] for x in lines]
+    ref_total = round(sum(refs), 2) if refs and all(r is not None for r in refs) else None
+    saving = round(ref_total - total, 2) if ref_total is not None else None
+    p_none = 1.0
+    for x in lines:  # P(no line is reclaimed), lines taken as independent (an overstatement of the risk)
+        p_none *= 1.0 - float(x["interruption_risk"] or 0.0)
+    expired = sheet.expired(now)
+    warnings = []
+    if expired:
+        warnings.append(f"sheet v{sheet.version} expired at {sheet.header['valid_until']}: these are the last "
+                        "published prices and may no longer be offered")
     ident = f"{sheet.version}|{ask}".encode()
     return {
         "quote_id": hashlib.sha256(ident).hexdigest()[:16], "sheet_version": sheet.version,
-        "valid_until": sheet.header["valid_until"], "currency": sheet.header["currency"],
+        "valid_from": sheet.header["valid_from"], "valid_until": sheet.header["valid_until"],
+        "sheet_status": "expired" if expired else "fresh", "currency": sheet.header["currency"],
         "gpu_model": ask.gpu_model, "product": ask.product, "gpus": ask.gpus,
-        "start": periods[0][0].strftime("%Y-%m-%dT%H:%M:%SZ"), "end": periods[-1][1].strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "start": _iso(periods[0][0]), "end": _iso(periods[-1][1]),
         "gpu_hours": gpu_hours, "total_price": total,
         "average_price_per_gpu_hour": round(total / gpu_hours, 4) if gpu_hours else None,
+        "reference_total_price": ref_total, "saving": saving,
+        "saving_share": round(saving / ref_total, 4) if ref_total else None,
+        "interruption_risk": round(1.0 - p_none, 4),
+        "max_line_interruption_risk": max((float(x["interruption_risk"] or 0.0) for x in lines), default=0.0),
+        "max_interruption_risk": ask.max_interruption_risk, "warnings": warnings,
         "lines": lines,
     }
 
 
 def _single_pool(by_period: list[list[dict[str, Any]]], periods: list[tuple[datetime, datetime]],
-                 ask: QuoteAsk) -> list[dict[str, Any]]:
+                 ask: QuoteAsk, locations: Mapping[str, str]) -> list[dict[str, Any]]:
     """The cheapest pool that offers all `gpus` in every period."""
     best: tuple[float, str, list[dict[str, Any]]] | None = None
     most: dict[str, int] = {}
@@ -154,7 +245,7 @@ def _single_pool(by_period: list[list[dict[str, Any]]], periods: list[tuple[date
             if have < ask.gpus:
                 lines = None
                 break
-            lines.append(_line(it, ask.gpus, s, e))
+            lines.append(_line(it, ask.gpus, s, e, locations))
         if lines is not None:
             cost = sum(x["subtotal"] for x in lines)
             if best is None or cost < best[0]:

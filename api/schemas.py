@@ -1,19 +1,35 @@
 """Request and response models: the OpenAPI contract, named after the price sheet contract (DESIGN.md).
 
 Responses are built from pre-encoded bytes for speed, so these models document them (and the
-schema-driven tests check the bytes against them) rather than validate them per request.
+schema-driven tests check the bytes against them) rather than validate them per request. Every
+field has a description, an example and, for numbers, its unit (`x-unit`). Customer models
+forbid extra fields, so a reply with an internal field fails the schema checks; the Internal*
+models are what internal keys get (the customer fields plus the internal ones).
 """
 from __future__ import annotations
 
-from typing import Literal
-
-from typing import Annotated, Any, ClassVar
-
 import re
+from datetime import datetime, timezone
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, AwareDatetime, WithJsonSchema, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
+                      StrictInt, StrictStr, StringConstraints, WithJsonSchema, model_validator)
 
 PRODUCT_PATTERN = r"^(spot|reserved_[0-9]{1,3}d)$"
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(3000, 1, 1, tzinfo=timezone.utc)
+TS = "2020-05-19T18:00:00Z"
+
+
+def F(description: str, example: Any, unit: str | None = None, **kw: Any) -> Any:
+    """A documented field: description, one example, and the unit of a number (required unless `default=`)."""
+    extra = {"x-unit": unit} if unit else None
+    return Field(kw.pop("default", ...), description=description, examples=[example], json_schema_extra=extra, **kw)
+
+
+def O(description: str, example: Any, unit: str | None = None, **kw: Any) -> Any:
+    """An optional documented field (default None)."""
+    return F(description, example, unit, default=None, **kw)
 
 
 def _iso_only(v: Any) -> Any:
@@ -23,7 +39,28 @@ def _iso_only(v: Any) -> Any:
     return v
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+def _in_range(v: datetime) -> datetime:
+    """Far dates overflow on conversion to UTC (0001-01-01T00:00+14:00); refuse them as input errors."""
+    try:
+        utc = v.astimezone(timezone.utc)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError("date-time out of range: use one between 1970-01-01T00:00:00Z and 2999-12-31T23:59:59Z")
+    return utc
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only), AfterValidator(_in_range)]
+
+
+def _digits(v: Any) -> Any:
+    """`+1`, ` 1`, `1.0` and `1_0` (read as 10 by Python) are not numbers a client meant."""
+    if isinstance(v, bool) or (isinstance(v, str) and not re.fullmatch(r"[0-9]{1,9}", v)):
+        raise ValueError("use a whole number written in digits only, e.g. 20")
+    return v
+
+
+QueryInt = Annotated[int, BeforeValidator(_digits)]
 MAX_PAGE_SIZE = 1000
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -42,15 +79,18 @@ class PricesQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     LIST_FIELDS: ClassVar[frozenset[str]] = frozenset({"gpu_model", "region", "pool", "product"})
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"gpu_model", "region", "pool", "product", "start_from", "start_to",
+                                                  "limit", "page_token"})
 
-    gpu_model: list[Name] | None = Field(None, max_length=20, description="the fleet's GPU name or its catalogue class, e.g. V100, A100-80GB")
-    region: list[Name] | None = Field(None, max_length=20)
-    pool: list[Name] | None = Field(None, max_length=100)
-    product: list[Product] | None = Field(None, max_length=10, description="spot, reserved_1d, reserved_7d, reserved_30d")
-    start_from: Timestamp | None = Field(None, description="items starting at or after (ISO 8601 with a time zone)")
-    start_to: Timestamp | None = Field(None, description="items starting before")
-    limit: int | None = Field(None, ge=1, le=MAX_PAGE_SIZE, description="items per page (default 100)")
-    page_token: str | None = Field(None, max_length=512, description="next_page_token of the previous page")
+    gpu_model: list[Name] | None = O("GPU model: the fleet's name or its catalogue class", ["V100"], max_length=20)
+    region: list[Name] | None = O("region code (see `location` in items for where it is)", ["dc1"], max_length=20)
+    pool: list[Name] | None = O("capacity pool", ["vc3sl"], max_length=100)
+    product: list[Product] | None = O("spot, reserved_1d, reserved_7d or reserved_30d", ["spot"], max_length=10)
+    start_from: Timestamp | None = O("items starting at or after this time (ISO 8601 with a time zone)", TS)
+    start_to: Timestamp | None = O("items starting before this time (ISO 8601 with a time zone)", "2020-05-20T18:00:00Z")
+    limit: QueryInt | None = O("items per page (default 100)", 50, "items", ge=1, le=MAX_PAGE_SIZE)
+    page_token: str | None = O("`next_page_token` of the previous page", "eyJ2IjoxLCJvIjo1MCwiZiI6ImFiYyJ9",
+                               max_length=512)
 
     @model_validator(mode="after")
     def _range(self) -> "PricesQuery":
@@ -60,158 +100,264 @@ class PricesQuery(BaseModel):
 
 
 class Reference(BaseModel):
-    provider: str | None
-    region: str | None
-    sku: str | None
-    product: str | None
-    gpu_model: str | None = Field(None, description="the cloud GPU compared with (e.g. A100-80GB for an A800)")
-    price: float | None = Field(description="the provider's price per GPU-hour")
-    performance_factor: float | None = Field(1.0, description="this GPU's work per hour relative to the reference GPU")
-    equivalent_price: float | None = Field(None, description="price x performance_factor: what the discount is measured against")
-    as_of: str | None
+    """The public cloud price the item is compared with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str | None = F("cloud provider", "aws")
+    region: str | None = F("the provider's region", "us-east-1")
+    sku: str | None = F("the provider's instance type", "p3.2xlarge")
+    product: str | None = F("the provider's product compared with (spot, on_demand, reserved_1y, ...)", "spot")
+    gpu_model: str | None = F("the cloud GPU compared with (e.g. A100-80GB for an A800)", "V100")
+    price: float | None = F("the provider's list price", 0.316, "USD per GPU-hour")
+    performance_factor: float | None = F("this GPU's work per hour relative to the reference GPU (1 = same GPU)", 1.0,
+                                         "ratio")
+    equivalent_price: float | None = F("price x performance_factor: what the saving is measured against", 0.316,
+                                       "USD per GPU-hour")
+    as_of: str | None = F("date of the provider's price (YYYY-MM-DD)", "2025-11-30")
 
 
 class PriceItem(BaseModel):
-    pool: str
-    gpu_model: str = Field(description="the GPU as the fleet's telemetry names it")
-    gpu_class: str | None = Field(None, description="its GPU catalogue class, e.g. A100-80GB")
-    region: str
-    product: str = Field(description="spot | reserved_1d | reserved_7d | reserved_30d")
-    start: str = Field(description="lease start, UTC ISO 8601")
-    end: str
-    price_per_gpu_hour: float | None
-    gpus_offered: int
-    interruption_risk: float | None = Field(description="spot: forecast probability of a reclaim within the block")
-    reference: Reference
-    discount_vs_reference: float | None
-    undercut_usd_per_gpu_hour: float | None
-    floor: float | None
-    guardrails: list[str]
+    """One offer: GPUs of a model in a pool, for a product and a time window, at a price."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pool: str = F("capacity pool the GPUs come from (name it in a quote to stay in one pool)", "vc3sl")
+    gpu_model: str = F("the GPU as the fleet names it", "V100")
+    gpu_class: str | None = F("its GPU catalogue class, e.g. A100-80GB", "V100")
+    region: str = F("region code", "dc1")
+    location: str = F("where the region is, in words; `unknown` when the operator has not said", "unknown")
+    product: str = F("spot (reclaimable block) or reserved_<N>d (guaranteed for N days)", "spot")
+    term: str = F("the product in words", "spot, 6-hour block, may be reclaimed")
+    start: str = F("lease window start (UTC, ISO 8601)", TS)
+    end: str = F("lease window end, exclusive (UTC, ISO 8601)", "2020-05-20T00:00:00Z")
+    hours: int = F("length of the window", 6, "hours")
+    price_per_gpu_hour: float | None = F("price of one GPU for one hour", 0.2844, "USD per GPU-hour")
+    price_unit: str = F("the unit of price_per_gpu_hour", "USD per GPU-hour")
+    gpus_offered: int = F("GPUs on offer in this window", 3, "GPUs")
+    interruption_risk: float | None = F(
+        "spot: forecast probability that some GPUs of this offer are reclaimed before the block ends; "
+        "reserved: 0 (guaranteed). See the sheet's interruption_risk_meaning", 0.1615, "probability (0-1)")
+    reference: Reference = Field(description="the public cloud offer this item is compared with")
+    saving_per_gpu_hour: float | None = F("reference equivalent price minus our price", 0.0316, "USD per GPU-hour")
+    discount_vs_reference: float | None = F("saving as a share of the reference equivalent price", 0.1,
+                                            "fraction (0-1)")
 
 
 class SheetHeader(BaseModel):
-    version: int
-    generated_at: str
-    valid_from: str
-    valid_until: str
-    data_through: str
-    mlflow_run_id: str | None
-    forecast_id: str | None
-    currency: str
-    content_sha256: str
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = F("sheet version; a version never changes once published", 1, "version number")
+    generated_at: str = F("when the sheet was priced (UTC)", "2026-11-30T09:07:46Z")
+    valid_from: str = F("prices hold from (UTC)", "2020-05-19T16:00:00Z")
+    valid_until: str = F("prices hold until (UTC); after it the sheet is served flagged as expired",
+                         "2020-05-20T16:00:00Z")
+    data_through: str = F("the newest fleet data the forecast saw (UTC)", "2020-05-19T15:00:00Z")
+    currency: str = F("currency of every price (ISO 4217)", "USD")
 
 
 class PriceSheet(SheetHeader):
-    items: list[PriceItem]
+    """The current (or one published) price sheet."""
+
+    interruption_risk_meaning: str = F("what interruption_risk means for spot and reserved items",
+                                       "Spot: the forecast probability that ...")
+    items: list[PriceItem] = Field(description="every offer, by pool, product and start")
 
 
 class SheetSummary(SheetHeader):
-    items: int = Field(description="number of items")
+    items: int = F("number of items", 139, "items")
 
 
 class SheetsPage(BaseModel):
-    sheets: list[SheetSummary]
-    next_page_token: str | None
+    model_config = ConfigDict(extra="forbid")
+
+    sheets: list[SheetSummary] = Field(description="published sheets, newest first")
+    next_page_token: str | None = F("pass as page_token for the next page; null on the last page", None)
 
 
 class PricesPage(BaseModel):
-    sheet_version: int
-    valid_from: str
-    valid_until: str
-    currency: str
-    total: int = Field(description="items matching the filters, over all pages")
-    items: list[PriceItem]
-    next_page_token: str | None
+    model_config = ConfigDict(extra="forbid")
+
+    sheet_version: int = F("the sheet these items come from (a page token keeps it across a new sheet)", 1,
+                           "version number")
+    valid_from: str = F("the sheet's prices hold from (UTC)", "2020-05-19T16:00:00Z")
+    valid_until: str = F("the sheet's prices hold until (UTC)", "2020-05-20T16:00:00Z")
+    currency: str = F("currency of every price (ISO 4217)", "USD")
+    total: int = F("items matching the filters, over all pages", 133, "items")
+    items: list[PriceItem] = Field(description="this page's items")
+    next_page_token: str | None = F("pass as page_token for the next page; null on the last page", None)
 
 
 class QuoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    gpu_model: str = Field(min_length=1, max_length=64, examples=["V100"])
-    product: str = Field(pattern=PRODUCT_PATTERN, examples=["spot", "reserved_7d"])
-    start: Timestamp = Field(description="lease start with a time zone; must be an item start in the sheet")
-    gpus: int = Field(ge=1, le=100_000)
-    hours: int | None = Field(None, ge=1, le=24 * 366, description="spot only: lease length (a multiple of the block)")
-    region: str | None = Field(None, max_length=64)
-    pool: str | None = Field(None, max_length=128)
-    single_pool: bool = Field(False, description="all GPUs from one pool (e.g. for one distributed job)")
+    gpu_model: StrictStr = F("GPU model (the fleet's name or its catalogue class)", "V100", min_length=1, max_length=64)
+    product: StrictStr = F("spot or reserved_<N>d", "spot", pattern=PRODUCT_PATTERN)
+    start: Timestamp = F("lease start with a time zone: one of the item starts of the product in the sheet "
+                         "(spot blocks start every block length; a 422 lists the valid starts)", TS)
+    gpus: StrictInt = F("GPUs wanted in every hour of the lease", 8, "GPUs", ge=1, le=100_000)
+    hours: StrictInt | None = O("spot only: lease length, a whole number of blocks (default one block)", 12, "hours",
+                                ge=1, le=24 * 366)
+    region: StrictStr | None = O("only this region", None, max_length=64)
+    pool: StrictStr | None = O("only this pool", None, max_length=128)
+    single_pool: StrictBool = F("all GPUs from one pool (e.g. for one distributed job)", False, default=False)
+    max_interruption_risk: float | None = O("leave out spot offers whose interruption risk is above this", 0.3,
+                                            "probability (0-1)", ge=0, le=1, strict=True)
+
+
+class QuoteReference(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str | None = F("cloud provider", "aws")
+    sku: str | None = F("the provider's instance type", "p3.2xlarge")
+    product: str | None = F("the provider's product compared with", "spot")
 
 
 class QuoteLine(BaseModel):
-    pool: str
-    region: str
-    start: str
-    end: str
-    gpus: int
-    hours: float
-    price_per_gpu_hour: float
-    subtotal: float
-    interruption_risk: float | None
+    model_config = ConfigDict(extra="forbid")
+
+    pool: str = F("pool the GPUs come from", "vc3sl")
+    region: str = F("region code", "dc1")
+    location: str = F("where the region is; `unknown` when the operator has not said", "unknown")
+    start: str = F("block or term start (UTC)", TS)
+    end: str = F("block or term end (UTC)", "2020-05-20T00:00:00Z")
+    gpus: int = F("GPUs drawn from this offer", 3, "GPUs")
+    hours: float = F("hours of this line", 6, "hours")
+    price_per_gpu_hour: float = F("price of one GPU for one hour", 0.2844, "USD per GPU-hour")
+    subtotal: float = F("gpus x hours x price", 5.12, "USD")
+    interruption_risk: float | None = F("the offer's interruption risk in this block", 0.1615, "probability (0-1)")
+    reference_price_per_gpu_hour: float | None = F("the reference's equivalent price", 0.316, "USD per GPU-hour")
+    reference_subtotal: float | None = F("gpus x hours x reference price", 5.69, "USD")
+    reference: QuoteReference = Field(description="the public cloud offer the line is compared with")
 
 
 class Quote(BaseModel):
-    quote_id: str
-    sheet_version: int
-    valid_until: str = Field(description="the quote's prices hold while this sheet is in force")
-    currency: str
-    gpu_model: str
-    product: str
-    gpus: int
-    start: str
-    end: str
-    gpu_hours: float
-    total_price: float
-    average_price_per_gpu_hour: float | None
-    lines: list[QuoteLine]
+    model_config = ConfigDict(extra="forbid")
+
+    quote_id: str = F("stable id of this quote on this sheet", "3f1c2a9b7d6e5f40")
+    sheet_version: int = F("the sheet the quote is priced from", 1, "version number")
+    valid_from: str = F("the sheet's prices hold from (UTC)", "2020-05-19T16:00:00Z")
+    valid_until: str = F("the quote's prices hold while this sheet is in force, until (UTC)", "2020-05-20T16:00:00Z")
+    sheet_status: Literal["fresh", "expired"] = F("expired: the sheet's valid_until has passed; the prices are the "
+                                                  "last published and may no longer be offered", "fresh")
+    currency: str = F("currency of every amount (ISO 4217)", "USD")
+    gpu_model: str = F("GPU model asked for", "V100")
+    product: str = F("product asked for", "spot")
+    gpus: int = F("GPUs in every hour of the lease", 8, "GPUs")
+    start: str = F("lease start (UTC)", TS)
+    end: str = F("lease end (UTC)", "2020-05-20T06:00:00Z")
+    gpu_hours: float = F("gpus x hours", 96, "GPU-hours")
+    total_price: float = F("what the lease costs", 25.41, "USD")
+    average_price_per_gpu_hour: float | None = F("total_price / gpu_hours", 0.2647, "USD per GPU-hour")
+    reference_total_price: float | None = F("what the same GPU-hours cost at the reference prices", 30.34, "USD")
+    saving: float | None = F("reference_total_price - total_price", 4.93, "USD")
+    saving_share: float | None = F("saving / reference_total_price", 0.1625, "fraction (0-1)")
+    interruption_risk: float = F(
+        "probability that any part of the lease is reclaimed: 1 - product of (1 - risk) over the lines, as if the "
+        "lines were independent; blocks of a pool tend to be reclaimed together, so this overstates rather than "
+        "understates. 0 for reserved", 0.41, "probability (0-1)")
+    max_line_interruption_risk: float = F("the highest interruption risk of any line", 0.18, "probability (0-1)")
+    max_interruption_risk: float | None = O("the cap asked for, if any", 0.3, "probability (0-1)")
+    warnings: list[str] = F("what to know before booking (e.g. an expired sheet)", [])
+    lines: list[QuoteLine] = Field(description="the offers drawn on, cheapest first in every period")
 
 
 class ErrorBody(BaseModel):
-    error: str = Field(description="a stable machine-readable code")
-    message: str
-    request_id: str | None = None
-    detail: list[dict] | dict | None = None
+    model_config = ConfigDict(extra="forbid")
 
-
-class ForecastHour(BaseModel):
-    ds: str
-    mean: float
-    q05: float
-    q10: float
-    q25: float
-    q50: float
-    q75: float
-    q90: float
-    q95: float
-    gpus_total: float
-
-
-class SpotRisk(BaseModel):
-    start: str
-    end: str
-    interruption_risk: float | None
-    price_per_gpu_hour: float | None
-    gpus_offered: int
-
-
-class InternalForecast(BaseModel):
-    pool: str
-    sheet_version: int
-    forecast_id: str | None
-    model: str | None
-    origin: str | None
-    hours: list[ForecastHour]
-    spot: list[SpotRisk]
+    error: str = F("a stable machine-readable code", "invalid_request")
+    message: str = F("what is wrong and how to fix it", "gpus: Input should be greater than or equal to 1")
+    request_id: str | None = O("quote it to the operators", "5f3a9c1e00000042")
+    detail: list[dict] | dict | None = O("structured detail (fields, valid starts, available GPUs)", None)
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok"] = F("the process answers", "ok")
 
 
 class Ready(BaseModel):
-    ready: bool
-    sheet_version: int | None
-    valid_until: str | None
-    expired: bool | None
-    reason: str | None
-    last_reload_error: str | None
+    model_config = ConfigDict(extra="forbid")
 
+    status: Literal["ok", "degraded", "unready"] = F(
+        "ok; degraded: serving, but something needs an operator (see reasons); unready: no sheet or it expired", "ok")
+    ready: bool = F("a sheet is served and has not expired", True)
+    sheet_version: int | None = F("the sheet served", 1, "version number")
+    valid_until: str | None = F("its valid_until (UTC)", "2020-05-20T16:00:00Z")
+    expired: bool | None = F("valid_until has passed", False)
+    reason: str | None = F("the first of reasons", None)
+    reasons: list[str] = F("everything that makes the status other than ok", [])
+    last_reload_error: str | None = F("the last sheet reload problem", None)
+
+
+# ---- internal keys ---------------------------------------------------------------------------------
+class InternalPriceItem(PriceItem):
+    """A customer item plus what only we see; any other field of the published file is passed through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    floor: float | None = F("our cost floor (never sold under)", 0.0968, "USD per GPU-hour")
+    guardrails: list[str] = F("guardrails and overrides that set the price (max_change, floor, ceiling, "
+                              "override:<action>:<reason>, override_clipped, hold_last:<why>)", ["max_change"])
+    undercut_usd_per_gpu_hour: float | None = F("as published: reference equivalent price - price", 0.0316,
+                                                "USD per GPU-hour")
+
+
+class InternalHeader(BaseModel):
+    mlflow_run_id: str | None = F("the MLflow run that priced the sheet", "206956cc61ff4c88ba55954a981fc6fe")
+    forecast_id: str | None = F("the forecast the sheet was priced from", "idlecap-forecaster:v1:20200519T1600Z")
+    content_sha256: str = F("hash of the published file's header window and items",
+                            "c6f14b8226671eb7204981ead0cb7ac4117313e4db89ebf1e552fe9b566fdcf7")
+
+
+class InternalPriceSheet(PriceSheet, InternalHeader):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[InternalPriceItem] = Field(description="every offer, with floors and guardrails")
+
+
+class InternalSheetSummary(SheetSummary, InternalHeader):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InternalSheetsPage(SheetsPage):
+    sheets: list[InternalSheetSummary] = Field(description="published sheets, newest first")
+
+
+class InternalPricesPage(PricesPage):
+    items: list[InternalPriceItem] = Field(description="this page's items")
+
+
+INTERNAL_TWINS = {"PriceSheet": InternalPriceSheet, "SheetsPage": InternalSheetsPage, "PricesPage": InternalPricesPage}
+
+
+class ForecastHour(BaseModel):
+    ds: str = F("hour (UTC)", TS)
+    mean: float = F("forecast idle GPUs", 5.2, "GPUs")
+    q05: float = F("5% quantile", 2.0, "GPUs")
+    q10: float = F("10% quantile", 2.5, "GPUs")
+    q25: float = F("25% quantile", 4.0, "GPUs")
+    q50: float = F("median", 5.0, "GPUs")
+    q75: float = F("75% quantile", 6.0, "GPUs")
+    q90: float = F("90% quantile", 7.5, "GPUs")
+    q95: float = F("95% quantile", 8.0, "GPUs")
+    gpus_total: float = F("pool capacity", 16, "GPUs")
+
+
+class SpotRisk(BaseModel):
+    start: str = F("block start (UTC)", TS)
+    end: str = F("block end (UTC)", "2020-05-20T00:00:00Z")
+    interruption_risk: float | None = F("published interruption risk", 0.16, "probability (0-1)")
+    price_per_gpu_hour: float | None = F("published price", 0.2844, "USD per GPU-hour")
+    gpus_offered: int = F("GPUs offered", 3, "GPUs")
+
+
+class InternalForecast(BaseModel):
+    pool: str = F("pool", "vc3sl")
+    sheet_version: int = F("sheet the forecast priced", 1, "version number")
+    forecast_id: str | None = F("forecast id", "idlecap-forecaster:v1:20200519T1600Z")
+    model: str | None = F("forecasting model", "lgbm")
+    origin: str | None = F("forecast origin (UTC)", "2020-05-19T16:00:00Z")
+    hours: list[ForecastHour] = Field(description="hourly idle-GPU forecast")
+    spot: list[SpotRisk] = Field(description="the pool's published spot blocks")

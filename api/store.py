@@ -3,29 +3,34 @@
 Publishing (pricing.sheet) writes each file to a temp name and links it into place, and points
 `LATEST` last, with an atomic replace. So the store only ever follows `LATEST`: a sheet being
 written is invisible until it is complete, and the switch is one reference assignment. When the
-new file cannot be read the store keeps the sheet it has and records why (`last_error`): the
-API keeps serving the last good sheet. Sheets are immutable, so parsed sheets are cached by
-version. Nothing here opens the warehouse.
+file LATEST names cannot be read, the store serves the newest readable version below it (at
+start as on reload) and records why (`last_error`, `degraded`): a failed night or a truncated
+file never leaves the API without the last good sheet. Sheets are immutable, so parsed sheets
+(and both scopes' encoded views) are cached by version. Nothing here opens the warehouse.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 
+from api.views import SheetView, build_views
 from pricing.sheet import LATEST, sheet_name
 
 log = logging.getLogger("idlecap.api")
 
 HEADER_FIELDS = ("version", "generated_at", "valid_from", "valid_until", "data_through", "mlflow_run_id",
                  "forecast_id", "currency", "content_sha256")
+
+
+_NAME = re.compile(r"price-sheet-([0-9]{6,})\.json")
 
 
 class SheetUnreadable(ValueError):
@@ -38,17 +43,18 @@ def parse_ts(s: str) -> datetime:
 
 @dataclass
 class LoadedSheet:
-    """One published sheet, parsed once: the exact file bytes (what GET returns) and an index."""
+    """One published sheet, parsed once: its header and items as published, and each scope's view
+    (the bytes a GET returns, see api.views)."""
 
     version: int
-    body: bytes
     header: dict[str, Any]
     items: list[dict[str, Any]]
+    valid_from: datetime
     valid_until: datetime
-    etag: str
     path: Path
-    item_bytes: list[bytes] = field(default_factory=list)
+    views: dict[str, SheetView]
     starts: list[datetime] = field(default_factory=list)
+    ends: list[datetime] = field(default_factory=list)
 
     def expired(self, now: datetime) -> bool:
         return now >= self.valid_until
@@ -56,12 +62,12 @@ class LoadedSheet:
     def max_age(self, now: datetime) -> int:
         return max(0, int((self.valid_until - now).total_seconds()))
 
-    def summary(self) -> dict[str, Any]:
-        return {**self.header, "items": len(self.items)}
+    def view(self, scope: str) -> SheetView:
+        return self.views["internal" if scope == "internal" else "customer"]
 
 
-def load_sheet(path: Path) -> LoadedSheet:
-    """Parse and check a published JSON; the body is served byte for byte. Any defect -> SheetUnreadable."""
+def load_sheet(path: Path, locations: Mapping[str, str] | None = None) -> LoadedSheet:
+    """Parse and check a published JSON and encode both views. Any defect -> SheetUnreadable."""
     path = Path(path)
     body = path.read_bytes()
     try:
@@ -71,30 +77,39 @@ def load_sheet(path: Path) -> LoadedSheet:
         if not isinstance(items, list):
             raise TypeError("items is not a list")
         version = int(header["version"])
-        valid_until = parse_ts(header["valid_until"])
+        valid_from, valid_until = parse_ts(header["valid_from"]), parse_ts(header["valid_until"])
         starts = [parse_ts(i["start"]) for i in items]
-        item_bytes = [orjson.dumps(i) for i in items]
+        ends = [parse_ts(i["end"]) for i in items]
+        views = build_views(doc, starts, ends, locations or {})
     except Exception as exc:  # noqa: BLE001 - whatever is wrong inside, the file is not a sheet we can serve
-        raise SheetUnreadable(f"{path.name}: not a complete price sheet ({type(exc).__name__}: {exc})") from exc
+        raise SheetUnreadable(f"{path.name}: not a complete price sheet ({type(exc).__name__}: {exc})"[:400]) from exc
     if path.name != f"{sheet_name(version)}.json":
         raise SheetUnreadable(f"{path.name}: file name does not match version {version}")
-    return LoadedSheet(
-        version=version, body=body, header=header, items=items, valid_until=valid_until,
-        etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"', path=path, item_bytes=item_bytes, starts=starts,
-    )
+    return LoadedSheet(version=version, header=header, items=items, valid_from=valid_from, valid_until=valid_until,
+                       path=path, views=views, starts=starts, ends=ends)
+
+
+def _version_of(name: str | None) -> int | None:
+    m = _NAME.fullmatch(name or "")
+    return int(m.group(1)) if m else None
 
 
 class SheetStore:
-    """Follows LATEST in `sheets_dir`; `refresh()` is cheap when nothing changed (one stat)."""
+    """Follows LATEST in `sheets_dir`; `refresh()` is cheap when nothing changed (one stat).
 
-    def __init__(self, sheets_dir: Path, cache_size: int = 8):
+    When the file LATEST names cannot be read, the store serves the newest readable version up to
+    it (on start as on reload), never one LATEST has not reached yet, and says so in `degraded`."""
+
+    def __init__(self, sheets_dir: Path, cache_size: int = 8, locations: Mapping[str, str] | None = None):
         self.dir = Path(sheets_dir)
+        self.locations = dict(locations or {})
         self.current: LoadedSheet | None = None
         self.last_error: str | None = None
+        self.degraded: str | None = None  # why the sheet served is not the one LATEST names
         self.loaded_at: datetime | None = None
         self._stamp: tuple[Any, ...] | None = None
         self._cache: OrderedDict[int, LoadedSheet] = OrderedDict()
-        self._headers: dict[int, dict[str, Any]] = {}
+        self._headers: dict[tuple[int, str], dict[str, Any]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.refresh()
@@ -119,6 +134,9 @@ class SheetStore:
             stamp += (name, None)
         return stamp, name
 
+    def _load(self, path: Path) -> LoadedSheet:
+        return load_sheet(path, self.locations)
+
     def refresh(self) -> bool:
         """Switch to a newer complete sheet if LATEST names one; True when the sheet changed.
 
@@ -132,29 +150,66 @@ class SheetStore:
         try:
             if not name.startswith("price-sheet-") or "/" in name:
                 raise SheetUnreadable(f"{LATEST} names {name[:80]!r}, not a sheet file")
-            sheet = load_sheet(self.dir / name)
+            sheet = self._load(self.dir / name)
         except (OSError, SheetUnreadable) as exc:
-            self.last_error = str(exc).replace(str(self.dir) + "/", "")
-            log.error("keeping sheet v%s: %s", self.current.version if self.current else None, exc)
-            return False
+            self.last_error = str(exc).replace(str(self.dir) + "/", "")[:400]
+            fallback = self._newest_readable(below=_version_of(name))
+            if fallback is None:
+                log.error("keeping sheet v%s: %s", self.current.version if self.current else None, self.last_error)
+                if self.current is not None:
+                    self.degraded = f"{self.last_error}; serving v{self.current.version}"
+                return False
+            sheet = fallback
+            self.degraded = f"{self.last_error}; serving v{sheet.version}, the newest readable sheet"
+            log.error("%s: serving v%d, the newest readable sheet", self.last_error, sheet.version)
+            self._switch(sheet)
+            return True
         if self.current is not None and sheet.version < self.current.version:
             self.last_error = f"LATEST points back to v{sheet.version} (serving v{self.current.version})"
+            self.degraded = self.last_error
             log.error(self.last_error)
             return False
+        self._switch(sheet)
+        self.last_error = self.degraded = None
+        return True
+
+    def _switch(self, sheet: LoadedSheet) -> None:
         with self._lock:
             self._remember(sheet)
             self.current = sheet
-        self.last_error = None
         self.loaded_at = datetime.now(timezone.utc)
         log.info("serving price sheet v%d (%d items)", sheet.version, len(sheet.items))
-        return True
+
+    def _newest_readable(self, below: int | None) -> LoadedSheet | None:
+        """The newest readable sheet under `below` (the version LATEST names; None: any on disk) and
+        newer than the one served."""
+        floor = self.current.version if self.current is not None else 0
+        for v in self._disk_versions():
+            if below is not None and v >= below:
+                continue
+            if v <= floor:
+                return None
+            try:
+                return self._load(self.dir / f"{sheet_name(v)}.json")
+            except (OSError, SheetUnreadable) as exc:
+                log.error("version %d: %s", v, exc)
+        return None
+
+    def _disk_versions(self) -> list[int]:
+        out = []
+        for p in self.dir.glob("price-sheet-[0-9]*.json"):
+            v = _version_of(p.name)
+            if v is not None:
+                out.append(v)
+        return sorted(out, reverse=True)
 
     def _remember(self, sheet: LoadedSheet) -> None:
         self._cache[sheet.version] = sheet
         self._cache.move_to_end(sheet.version)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        self._headers[sheet.version] = sheet.summary()
+        for scope, view in sheet.views.items():
+            self._headers[(sheet.version, scope)] = view.summary
 
     def get(self, version: int) -> LoadedSheet | None:
         """A published version up to the current one (a newer file on disk is not published yet)."""
@@ -170,7 +225,7 @@ class SheetStore:
                 return hit
         path = self.dir / f"{sheet_name(version)}.json"
         try:
-            sheet = load_sheet(path)
+            sheet = self._load(path)
         except FileNotFoundError:
             return None
         except SheetUnreadable as exc:  # e.g. the broken file of a failed night: never published
@@ -185,19 +240,12 @@ class SheetStore:
         cur = self.current
         if cur is None:
             return []
-        out = []
-        for p in self.dir.glob("price-sheet-[0-9]*.json"):
-            try:
-                v = int(p.stem.rsplit("-", 1)[1])
-            except ValueError:
-                continue
-            if v <= cur.version:
-                out.append(v)
-        return sorted(out, reverse=True)
+        return [v for v in self._disk_versions() if v <= cur.version]
 
-    def summary(self, version: int) -> dict[str, Any] | None:
-        h = self._headers.get(version)
+    def summary(self, version: int, scope: str = "customer") -> dict[str, Any] | None:
+        scope = "internal" if scope == "internal" else "customer"
+        h = self._headers.get((version, scope))
         if h is None:
             s = self.get(version)
-            h = s.summary() if s else None
+            h = s.view(scope).summary if s else None
         return h

@@ -5,8 +5,10 @@ httptools) cost on their own, so an API's overhead can be judged as a ratio agai
 same run on the same machine (absolute rates on a shared box mean little).
 
 CLI: `python bench/bare_app.py --port 8001 --routes routes.json`, where routes.json maps a request
-target (a path, optionally with its query string) to the file whose bytes it serves; relative
-file paths are resolved against the current directory.
+target (a path, optionally with its query string) to the file whose bytes it serves, or to
+{"file": ..., "etag": ...}: then a request whose If-None-Match equals the ETag gets a 304 (what a
+conditional GET costs with no auth, no middleware); relative file paths are resolved against the
+current directory.
 """
 from __future__ import annotations
 
@@ -21,16 +23,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 
-def make_app(routes: dict[str, bytes]) -> Starlette:
+def make_app(routes: dict[str, bytes], etags: dict[str, str] | None = None) -> Starlette:
     """One GET route per distinct path; the body is the entry for "path?query" if there is
     one, else the entry for the bare path, else 404.
 
     Routing goes through Starlette's router (not a catch-all) because a real app pays for it.
     """
     table = dict(routes)
+    tags = dict(etags or {})
 
     async def serve(request: Request) -> Response:
         url = request.url
+        tag = tags.get(url.path)
+        if tag is not None and request.headers.get("if-none-match") == tag:
+            return Response(status_code=304, headers={"etag": tag})
         body = table.get(url.path + "?" + url.query) if url.query else None
         if body is None:
             body = table.get(url.path)
@@ -42,12 +48,18 @@ def make_app(routes: dict[str, bytes]) -> Starlette:
     return Starlette(routes=[Route(p, serve, methods=["GET"]) for p in paths])
 
 
-def load_routes(routes_file: Path) -> dict[str, bytes]:
-    """Read the {target: file} map and the files' bytes once, at start-up."""
+def load_routes(routes_file: Path) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Read the {target: file or {file, etag}} map and the files' bytes once, at start-up."""
     mapping = json.loads(routes_file.read_text())
     if not isinstance(mapping, dict) or not mapping:
         raise SystemExit(f"{routes_file}: expected a non-empty JSON object {{target: file}}")
-    return {str(target): Path(file).read_bytes() for target, file in mapping.items()}
+    bodies, etags = {}, {}
+    for target, spec in mapping.items():
+        spec = spec if isinstance(spec, dict) else {"file": spec}
+        bodies[str(target)] = Path(spec["file"]).read_bytes()
+        if spec.get("etag"):
+            etags[str(target)] = spec["etag"]
+    return bodies, etags
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--routes", type=Path, required=True,
                     help="JSON object mapping a request target to a file to serve")
     args = ap.parse_args(argv)
-    app = make_app(load_routes(args.routes))
+    app = make_app(*load_routes(args.routes))
 
     import uvicorn  # only the CLI needs it
 

@@ -813,7 +813,13 @@ def serve(
         os.environ["IDLECAP_CONFIG"] = str(Path(config).resolve())  # each worker loads the same settings
     a = s.api
     host, port, workers = host or a.host, port or a.port, workers or a.workers
-    keys = _key_count(a.keys_path)
+    from api.keys import KeyFileError
+
+    try:
+        keys = _key_count(a.keys_path)
+    except (KeyFileError, OSError) as exc:  # one clear line, no traceback: fix the file or restore it
+        console.print(f"[red]idlecap serve: cannot start: {exc}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2)
     console.print(f"[bold]idlecap API[/bold] on http://{host}:{port} (docs /docs), sheets {s.sheets_dir}, "
                   f"{keys} active API key(s) in {a.keys_path}")
     if keys == 0:

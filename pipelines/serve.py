@@ -12,7 +12,7 @@ def api_config(settings: Settings) -> ApiConfig:
     a = settings.api
     return ApiConfig(sheets_dir=settings.sheets_dir, keys_path=a.keys_path, reload_seconds=a.reload_seconds,
                      max_body_bytes=a.max_body_bytes, page_size=a.page_size,
-                     access_log=a.access_log)
+                     access_log=a.access_log, region_locations=dict(a.region_locations))
 
 
 def configure_logging() -> None:
@@ -26,6 +26,13 @@ def configure_logging() -> None:
 
 
 def app():
-    """uvicorn factory (`pipelines.serve:app`), so `--workers N` can start each worker the same way."""
+    """uvicorn factory (`pipelines.serve:app`), so `--workers N` can start each worker the same way.
+
+    A key file that cannot be read stops the start with one line (no traceback)."""
+    from api.keys import KeyFileError
+
     configure_logging()
-    return create_app(api_config(load_settings()))
+    try:
+        return create_app(api_config(load_settings()))
+    except KeyFileError as exc:
+        raise SystemExit(f"idlecap serve: {exc}") from None

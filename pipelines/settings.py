@@ -8,6 +8,7 @@ Only pipelines/ reads settings; domain code gets plain arguments.
 """
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from datetime import datetime
@@ -347,6 +348,14 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(16_384, ge=256)
     page_size: int = Field(100, ge=1, le=1000, description="GET /v1/prices items per page when limit is not given")
     access_log: bool = True
+    region_locations: dict[str, str] = Field(default_factory=dict, description="region code -> where it is, in words "
+                                             "(e.g. dc1 = \"Frankfurt, Germany\"); customers see `unknown` otherwise")
+
+    @field_validator("region_locations", mode="before")
+    @classmethod
+    def _json_map(cls, v: Any) -> Any:
+        """From the environment: IDLECAP_API__REGION_LOCATIONS='{"dc1": "Frankfurt, Germany"}'."""
+        return json.loads(v) if isinstance(v, str) else v
 
 
 class Settings(BaseModel):

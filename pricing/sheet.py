@@ -24,6 +24,10 @@ ITEM_FIELDS = [
     "interruption_risk", "reference", "discount_vs_reference", "floor", "guardrails",
 ]
 LATEST = "LATEST"
+# What the published file keeps for us only: the leasing API leaves these out of customer replies
+# (customers get an allowlist of fields, so a new internal field stays internal by default).
+INTERNAL_ITEM_FIELDS = ("floor", "guardrails")  # our cost floor; guardrail and override notes
+INTERNAL_HEADER_FIELDS = ("mlflow_run_id", "forecast_id", "content_sha256")
 
 
 class SheetExistsError(FileExistsError):

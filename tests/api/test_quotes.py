@@ -86,8 +86,9 @@ def test_not_enough_capacity_says_how_much_there_is(sheet):
     assert e.value.detail["available_gpus"] == total and e.value.detail["requested_gpus"] == total + 1
     with pytest.raises(CapacityShort, match="offers no spot B200"):
         quote(sheet, QuoteAsk("B200", "spot", start, 1))
-    with pytest.raises(CapacityShort, match="starting at"):
+    with pytest.raises(QuoteInvalid, match="not a spot start") as bad:  # off the block grid: an input error
         quote(sheet, QuoteAsk("V100", "spot", start + timedelta(hours=1), 1))
+    assert bad.value.code == "invalid_start" and _spot(sheet).strftime("%Y-%m-%dT%H:%M:%SZ") in bad.value.detail["valid_starts"]
     with pytest.raises(CapacityShort, match="no single pool"):
         quote(sheet, QuoteAsk("V100", "spot", start, 17, single_pool=True))  # pools offer 8, 4, 16
 

@@ -24,12 +24,20 @@ def test_empty_dir_has_no_sheet_then_picks_up_the_first(tmp_path):
     assert store.refresh() is False  # nothing changed: one stat, no reload
 
 
-def test_serves_the_file_bytes_and_a_content_etag(tmp_path):
+def test_each_scope_has_its_view_and_a_content_etag(tmp_path):
     publish_sheet(tmp_path, 1, NOW)
-    s = load_sheet(tmp_path / f"{sheet_name(1)}.json")
-    assert s.body == (tmp_path / f"{sheet_name(1)}.json").read_bytes()
-    assert s.etag.strip('"') == hashlib.sha256(s.body).hexdigest()[:32]
-    assert json.loads(s.item_bytes[0]) == s.items[0]
+    s = load_sheet(tmp_path / f"{sheet_name(1)}.json", {"dc2": "Frankfurt, Germany"})
+    published = json.loads((tmp_path / f"{sheet_name(1)}.json").read_bytes())
+    cust, internal = s.view("customer"), s.view("internal")
+    for v in (cust, internal):
+        assert v.etag.strip('"') == hashlib.sha256(v.body).hexdigest()[:32]
+        assert json.loads(v.body)["items"] == [json.loads(b) for b in v.item_bytes]
+    assert cust.etag != internal.etag
+    c, i = json.loads(cust.body), json.loads(internal.body)
+    assert "floor" not in c["items"][0] and "mlflow_run_id" not in c and "content_sha256" not in c
+    assert i["items"][0]["floor"] == published["items"][0]["floor"] and i["mlflow_run_id"] == "run1"
+    assert {k: v for k, v in i["items"][0].items() if k in c["items"][0]} == c["items"][0]  # internal = customer + more
+    assert {it["location"] for it in c["items"]} == {"Frankfurt, Germany", "unknown"}
 
 
 def test_half_written_files_are_invisible(tmp_path):

@@ -14,10 +14,15 @@ from pricing.sheet import content_hash, point_latest, sheet_name
 from api_helpers import make_sheet, publish_sheet, start_server, stop_server
 
 
+PUBLISHED = ("pool", "gpu_model", "gpu_class", "region", "product", "start", "end", "price_per_gpu_hour", "gpus_offered",
+             "interruption_risk", "reference", "discount_vs_reference", "undercut_usd_per_gpu_hour", "floor", "guardrails")
+
+
 def _check_complete(body: bytes) -> int:
-    """A response is a whole, self-consistent sheet: it parses and its content hash matches its items."""
+    """A response is a whole, self-consistent sheet: it parses and the published content hash matches its items
+    (the internal view holds every published field)."""
     doc = json.loads(body)
-    assert doc["content_sha256"] == content_hash(doc, doc["items"])
+    assert doc["content_sha256"] == content_hash(doc, [{k: it[k] for k in PUBLISHED} for it in doc["items"]])
     return doc["version"]
 
 
@@ -31,7 +36,7 @@ def test_serves_old_sheet_while_new_one_is_written_then_switches_atomically(tmp_
     stop = threading.Event()
 
     def hammer(n: int) -> None:
-        with server.client() as c:
+        with server.client("internal") as c:  # the internal view carries content_sha256
             while not stop.is_set():
                 try:
                     r = c.get("/v1/price-sheet")
