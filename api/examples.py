@@ -129,37 +129,7 @@ PRICES_PAGE: dict[str, Any] = {
     "valid_until": "2020-05-20T16:00:00Z",
     "currency": "USD",
     "total": 133,
-    "items": [
-        {
-            "pool": "vc3sl",
-            "gpu_model": "V100",
-            "gpu_class": "V100",
-            "region": "dc1",
-            "location": "unknown",
-            "product": "spot",
-            "term": "spot, 6-hour block, may be reclaimed",
-            "start": "2020-05-19T18:00:00Z",
-            "end": "2020-05-20T00:00:00Z",
-            "hours": 6,
-            "price_per_gpu_hour": 0.2844,
-            "price_unit": "USD per GPU-hour",
-            "gpus_offered": 3,
-            "interruption_risk": 0.1615,
-            "reference": {
-                "provider": "aws",
-                "region": "us-east-1",
-                "sku": "p3.2xlarge",
-                "product": "spot",
-                "gpu_model": "V100",
-                "price": 0.316,
-                "performance_factor": 1.0,
-                "equivalent_price": 0.316,
-                "as_of": "2025-11-30"
-            },
-            "saving_per_gpu_hour": 0.0316,
-            "discount_vs_reference": 0.1
-        }
-    ],
+    "items": [PRICE_SHEET["items"][0]],  # the sheet's first item, as the filtered page returns it
     "next_page_token": "eyJ2IjoxLCJvIjoxLCJmIjoiNGI3ZjJhMGM5ZDFlIn0"
 }
 
