@@ -238,6 +238,88 @@ def reserved_chart(items: pd.DataFrame, gpu_model: str, top_n: int | None = None
     return _png(reserved_figure(items, gpu_model, top_n))
 
 
+PRODUCT_COLORS = {"spot": "tab:blue", "reserved_1d": "#c5b0d5", "reserved_7d": "#9467bd", "reserved_30d": "#5b3a8c"}
+
+
+def nights_figure(nights: pd.DataFrame):
+    """Night over night (warehouse.nightly.night_offers rows): GPU-hours offered per product, and
+    revenue: spot expected by the demand model plus reserved at list (every offered GPU-hour booked
+    at its clearing price: an upper bound). Nights that kept their sheet are hatched."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    per = nights.drop_duplicates("night_id").sort_values("started_at").reset_index(drop=True)
+    few = len(per) <= 12  # two-line labels under the bars; more nights: one rotated line each
+    fig = Figure(figsize=(12.5, 6.4), dpi=100)
+    b = 0.14 if few else 0.25
+    h = (0.89 - b - 0.09) / 2
+    ax2 = fig.add_axes((0.075, b, 0.66, h))
+    ax1 = fig.add_axes((0.075, b + h + 0.09, 0.66, h), sharex=ax2)
+    x = np.arange(len(per))
+    by = nights.dropna(subset=["product"]).pivot_table(index="night_id", columns="product", values=["gpu_hours",
+                                                       "list_revenue", "expected_revenue"], aggfunc="sum")
+    prods = sorted({str(c[1]) for c in by.columns},
+                   key=lambda p: (p != "spot", int("".join(ch for ch in p if ch.isdigit()) or 0)))
+
+    def col(what: str, prod: str) -> np.ndarray:
+        if (what, prod) not in by.columns:
+            return np.zeros(len(per))
+        return by[(what, prod)].reindex(per["night_id"]).fillna(0).to_numpy(float)
+
+    kept = ~per["status"].isin(["published"]).to_numpy()
+    hatch = ["//" if k else None for k in kept]
+    base = np.zeros(len(per))
+    for prod in prods:
+        v = col("gpu_hours", prod)
+        ax1.bar(x, v, width=0.7, bottom=base, color=PRODUCT_COLORS.get(prod, "grey"), hatch=hatch, edgecolor="white", lw=0.5,
+                label=prod.replace("_", " "))
+        base += v
+    if len(per) <= 14:
+        for xi, tot in zip(x, base):
+            ax1.annotate(f"{tot:,.0f}", (xi, tot), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=7)
+    ax1.set_ylim(0, max(base.max(), 1) * 1.15)
+    ax1.set_ylabel("GPU-hours offered")
+    ax1.set_title("GPU-hours offered per product (the sheet live after each night)", fontsize=10, loc="left")
+
+    spot = col("expected_revenue", "spot")
+    reserved = sum((col("list_revenue", p) for p in prods if p.startswith("reserved")), np.zeros(len(per)))
+    ax2.bar(x, spot, width=0.7, color="tab:blue", hatch=hatch, edgecolor="white", lw=0.5,
+            label="spot: expected GPU-hours sold x price\n(demand model)")
+    ax2.bar(x, reserved, width=0.7, bottom=spot, color="#9467bd", hatch=hatch, edgecolor="white", lw=0.5,
+            label="reserved: every offered GPU-hour\nbooked at its price (upper bound)")
+    tot = spot + reserved
+    if len(per) <= 14:  # values on the bars while they fit
+        for xi, t in zip(x, tot):
+            ax2.annotate(f"${t:,.0f}", (xi, t), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=7)
+    ax2.set_ylim(0, max(tot.max(initial=0), 1) * 1.15)
+    ax2.set_ylabel("USD")
+    ax2.set_title("revenue of the offered sheet (USD, over each item's whole term)", fontsize=10, loc="left")
+    labels = [f"{pd.Timestamp(r.started_at):%d %b %H:%M}\n" if few else f"{pd.Timestamp(r.started_at):%m-%d %H:%M} "
+              + (f"v{int(r.sheet_version)}" if pd.notna(r.sheet_version) else "no sheet")
+              + {"published": "", "unchanged": " same", "failed": " FAILED"}.get(r.status, f" {r.status}")
+              for r in per.itertuples()]
+    ax2.set_xticks(x, labels, fontsize=8 if few else 7, rotation=0 if few else 90)
+    ax1.tick_params(labelbottom=False)
+    ax2.set_xlabel("night (start, UTC) and the sheet live after it")
+    ax2.set_xlim(-0.6, max(len(per), 6) - 0.4)  # a first night is one bar, not the whole width
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.25, lw=0.6, axis="y")
+    extra = [Patch(facecolor="white", edgecolor="grey", hatch="//", label="hatched: sheet kept (same / held / failed)")]
+    h1, l1 = ax1.get_legend_handles_labels()
+    ax1.legend(h1 + extra, l1 + [extra[0].get_label()], loc="upper left", bbox_to_anchor=(1.015, 1.0), fontsize=8,
+               frameon=False, borderaxespad=0)
+    ax2.legend(loc="upper left", bbox_to_anchor=(1.015, 1.0), fontsize=8, frameon=False, borderaxespad=0)
+    first = pd.Timestamp(per["started_at"].min()) if len(per) else None
+    span = f" since {first:%Y-%m-%d}" if first is not None else ""
+    fig.text(0.075, 0.97, f"Night over night: the last {len(per)} nights{span} (UTC)", fontsize=11, ha="left", va="top")
+    return fig
+
+
+def nights_chart(nights: pd.DataFrame) -> bytes:
+    """PNG of nights_figure (`nights.png` of the nightly parent run)."""
+    return _png(nights_figure(nights))
+
+
 def safety_yield_chart(curve: pd.DataFrame, bar: float, chosen: float | None, in_force: float) -> bytes:
     """Reserved safety and achievable share per per-lease break target, early vs later origins.
 
