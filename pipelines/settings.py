@@ -316,7 +316,8 @@ class NightlySettings(BaseModel):
     prefect_port: int = Field(4200, ge=1, le=65535, description="port of the local Prefect server `idlecap schedule` "
                               "starts when PREFECT_API_URL is not set")
     experiment: str = "idlecap-nightly"
-    fan_charts: int = Field(6, ge=0, description="fan charts of the night's forecast (largest pools)")
+    fan_charts: int = Field(6, ge=0, description="besides a fan chart for every pool with an offer or a price move, "
+                            "one for this many of the largest other pools")
 
     @field_validator("inbox", "calendar", mode="before")
     @classmethod

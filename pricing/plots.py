@@ -294,7 +294,7 @@ def nights_figure(nights: pd.DataFrame):
     ax2.set_ylim(0, max(tot.max(initial=0), 1) * 1.15)
     ax2.set_ylabel("USD")
     ax2.set_title("revenue of the offered sheet (USD, over each item's whole term)", fontsize=10, loc="left")
-    labels = [f"{pd.Timestamp(r.started_at):%d %b %H:%M}\n" if few else f"{pd.Timestamp(r.started_at):%m-%d %H:%M} "
+    labels = [(f"{pd.Timestamp(r.started_at):%d %b %H:%M}\n" if few else f"{pd.Timestamp(r.started_at):%m-%d %H:%M} ")
               + (f"v{int(r.sheet_version)}" if pd.notna(r.sheet_version) else "no sheet")
               + {"published": "", "unchanged": " same", "failed": " FAILED"}.get(r.status, f" {r.status}")
               for r in per.itertuples()]
@@ -311,7 +311,7 @@ def nights_figure(nights: pd.DataFrame):
     ax2.legend(loc="upper left", bbox_to_anchor=(1.015, 1.0), fontsize=8, frameon=False, borderaxespad=0)
     first = pd.Timestamp(per["started_at"].min()) if len(per) else None
     span = f" since {first:%Y-%m-%d}" if first is not None else ""
-    fig.text(0.075, 0.97, f"Night over night: the last {len(per)} nights{span} (UTC)", fontsize=11, ha="left", va="top")
+    fig.text(0.075, 0.97, f"Night over night: the last {len(per)} night{'s' if len(per) != 1 else ''}{span} (UTC)", fontsize=11, ha="left", va="top")
     return fig
 
 
