@@ -167,7 +167,6 @@ def fan_figure(
     days = (x1 - x0) / pd.Timedelta(days=1)
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, int(days // 12) + 1), tz="UTC"))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b", tz="UTC"))
-    ax.xaxis.set_minor_locator(mdates.HourLocator(byhour=range(0, 24, 6), tz="UTC"))
     ax.tick_params(axis="x", labelsize=8)
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("idle GPUs")
@@ -192,3 +191,12 @@ def fan_chart(
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def fan_chart_or_error(key: str, *args, **kwargs) -> tuple[str, bytes | None, str | None]:
+    """(key, PNG, None), or (key, None, the error): one pool's failure never costs the others their
+    charts. Module-level, so process pools can run it."""
+    try:
+        return key, fan_chart(*args, **kwargs), None
+    except Exception as exc:  # noqa: BLE001
+        return key, None, f"{type(exc).__name__}: {exc}"

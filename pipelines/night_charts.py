@@ -11,9 +11,9 @@ a warning, and a chart that cannot be drawn is a warning, not a missing night.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from pipelines.warehouse_conn import open_warehouse
 
 NIGHTS = 30          # nights in nights.png
 HISTORY_HOURS = 72   # history before the pricing origin in a fan chart
+PARALLEL_FROM = 48   # pools from which fan charts are drawn in worker processes
 
 
 def chart_pools(offers: pd.DataFrame | None, diff: pd.DataFrame | None, capacity: pd.Series,
@@ -48,9 +49,12 @@ def chart_pools(offers: pd.DataFrame | None, diff: pd.DataFrame | None, capacity
 
 def draw_fan_charts(series: pd.DataFrame, rows: pd.DataFrame, plan: pd.DataFrame, offers: pd.DataFrame | None,
                     pools: dict[str, str], origin: pd.Timestamp, spot_days: float,
-                    workers: int = 4) -> tuple[dict[str, bytes], dict[str, str], float]:
-    """PNG per pool (pool -> bytes), failures (pool -> error) and seconds per chart."""
-    from models.plots import fan_chart
+                    processes: int = 1) -> tuple[dict[str, bytes], dict[str, str], float]:
+    """PNG per pool (pool -> bytes), failures (pool -> error) and wall seconds per chart.
+
+    Drawing is CPU-bound Python (threads do not help): with `processes` > 1 and at least
+    PARALLEL_FROM pools, the charts are drawn in that many worker processes (joblib/loky)."""
+    from models.plots import fan_chart_or_error
 
     start = origin - pd.Timedelta(hours=HISTORY_HOURS + 1)
     hist = {p: g for p, g in series[series["ds"] >= start].groupby("unique_id")}
@@ -59,22 +63,24 @@ def draw_fan_charts(series: pd.DataFrame, rows: pd.DataFrame, plan: pd.DataFrame
     off = {p: g for p, g in offers.groupby("pool")} if offers is not None and len(offers) else {}
     empty = pd.DataFrame(columns=["ds", "y"])
 
-    def one(pool: str) -> tuple[str, bytes | None, str | None]:
-        try:
-            h, f = hist.get(pool, empty), fc.get(pool, pd.DataFrame())
-            gpu = h["gpu_model"].dropna().iloc[-1] if "gpu_model" in h and h["gpu_model"].notna().any() else "?"
-            cap = h["gpus_total"].dropna().iloc[-1] if "gpus_total" in h and h["gpus_total"].notna().any() else None
-            model = f["model"].iloc[0] if "model" in f and len(f) else "no forecast"
-            size = f", {cap:g} GPUs" if cap is not None else ""
-            title = f"{pool} ({gpu}{size}): idle GPUs, forecast ({model}) and tonight's offers  [{pools[pool]}]"
-            return pool, fan_chart(h, f, pl.get(pool), title, HISTORY_HOURS, spot_days=spot_days,
-                                   offers=off.get(pool), origin=origin), None
-        except Exception as exc:  # noqa: BLE001 - one pool's chart never costs the others theirs
-            return pool, None, f"{type(exc).__name__}: {exc}"
+    def job(pool: str) -> tuple[tuple, dict[str, Any]]:
+        h, f = hist.get(pool, empty), fc.get(pool, pd.DataFrame())
+        gpu = h["gpu_model"].dropna().iloc[-1] if "gpu_model" in h and h["gpu_model"].notna().any() else "?"
+        cap = h["gpus_total"].dropna().iloc[-1] if "gpus_total" in h and h["gpus_total"].notna().any() else None
+        model = f["model"].iloc[0] if "model" in f and len(f) else "no forecast"
+        size = f", {cap:g} GPUs" if cap is not None else ""
+        title = f"{pool} ({gpu}{size}): idle GPUs, forecast ({model}) and tonight's offers  [{pools[pool]}]"
+        return (pool, h, f, pl.get(pool), title, HISTORY_HOURS), {"spot_days": spot_days, "offers": off.get(pool),
+                                                                   "origin": origin}
 
     t = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
-        done = list(ex.map(one, pools))
+    jobs = [job(p) for p in pools]
+    if processes > 1 and len(jobs) >= PARALLEL_FROM:
+        from joblib import Parallel, delayed
+
+        done = Parallel(n_jobs=processes, batch_size=8)(delayed(fan_chart_or_error)(*a, **k) for a, k in jobs)
+    else:
+        done = [fan_chart_or_error(*a, **k) for a, k in jobs]
     per = (time.perf_counter() - t) / max(len(pools), 1)
     return {p: png for p, png, _ in done if png is not None}, {p: e for p, _, e in done if e}, per
 
@@ -109,8 +115,9 @@ def _forecast_run(client, parent_run_id: str) -> str:
 
 
 def log_review_charts(client, parent_run_id: str, settings: Settings, series: pd.DataFrame, night: dict[str, Any],
-                      result: dict[str, Any], workers: int = 4) -> list[str]:
-    """Draw and log the night's fan charts and nights.png; returns warnings (charts that failed)."""
+                      result: dict[str, Any], processes: int | None = None) -> list[str]:
+    """Draw and log the night's fan charts and nights.png; returns warnings (charts that failed).
+    `processes` for the fan charts: by default every core, at most 8."""
     from pricing.plots import nights_chart
     from warehouse.nightly import night_offers
 
@@ -136,7 +143,7 @@ def log_review_charts(client, parent_run_id: str, settings: Settings, series: pd
             end = origin + pd.Timedelta(days=spot_days + 2)
             rows = rows[rows["unique_id"].isin(list(pools)) & (rows["ds"] <= end)]
             pngs, failed, per = draw_fan_charts(series[series["unique_id"].isin(list(pools))], rows, plan, offers, pools,
-                                                origin, spot_days, workers)
+                                                origin, spot_days, processes or min(os.cpu_count() or 1, 8))
             warnings += [f"fan chart {p}: {e}" for p, e in sorted(failed.items())]
             fans = t / "fan_charts"
             fans.mkdir()

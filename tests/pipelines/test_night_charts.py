@@ -76,7 +76,7 @@ def test_fan_charts_are_drawn_per_pool_and_a_broken_pool_costs_only_its_own(read
     pools = {"a": "offers", "b": "offers", "c": "moves"}
     plan = pd.DataFrame({"unique_id": ["a", "c"], "start": [T0 + pd.Timedelta(days=1), "not a time"],
                          "end": [T0 + pd.Timedelta(days=1, hours=6), "never"]})
-    pngs, failed, per = draw_fan_charts(series(), forecast_rows("x"), plan, offered_items(), pools, T0, 7, workers=2)
+    pngs, failed, per = draw_fan_charts(series(), forecast_rows("x"), plan, offered_items(), pools, T0, 7)
     assert set(pngs) == {"a", "b"} and set(failed) == {"c"} and per > 0
     for png in pngs.values():
         readable_png(png)
