@@ -71,13 +71,14 @@ def fan_figure(
     capacity: float | None = None,
     offers: pd.DataFrame | None = None,
     origin=None,
+    origin_label: str = "now (pricing origin)",
 ) -> Figure:
     """One pool's chart as a matplotlib Figure (fan_chart renders it).
 
     history: ds, y (and gpus_total: the capacity line); forecast: ds, mean, q05..q95 (and y:
     actuals, when a backtest draws it); plan: planned training runs (start, end); offers: the
     night's offered items of the pool (product, start, end, gpus_offered); origin: the pricing
-    origin ("now"), by default the first forecast hour. The x range is `history_hours` before the
+    origin ("now"), by default the first forecast hour (`origin_label` names it). The x range is `history_hours` before the
     origin to `spot_days` after it."""
     fc = forecast.sort_values("ds").assign(ds=lambda d: _utc_col(d["ds"])) if len(forecast) else forecast
     hist = history.sort_values("ds").assign(ds=lambda d: _utc_col(d["ds"])) if len(history) else history
@@ -99,8 +100,8 @@ def fan_figure(
     if len(fc):
         fc = fc[(fc["ds"] >= x0 - pd.Timedelta(hours=1)) & (fc["ds"] <= x1 + pd.Timedelta(hours=1))]
 
-    fig = Figure(figsize=(11, 5.2), dpi=100)
-    ax = fig.add_axes((0.065, 0.34, 0.915, 0.56))  # fixed layout (no tight_layout pass): legend below, labels above
+    fig = Figure(figsize=(11, 5.2), dpi=100)  # height set below, once the legend's rows are known
+    ax = fig.add_axes((0.065, 0.34, 0.915, 0.56))
     top = 0.0
     if len(hist):
         ax.plot(hist["ds"], hist["y"], color="#222222", lw=1.5, label="idle GPUs (observed)", zorder=4)
@@ -162,7 +163,7 @@ def fan_figure(
     ax.set_xlim(x0, x1)
 
     ax.axvline(t0, color="#444444", lw=1.0, ls="-.", zorder=7)
-    ax.text(t0, 1.01, f"now (pricing origin) {t0:%Y-%m-%d %H:%M} UTC", transform=blended_transform_factory(
+    ax.text(t0, 1.01, f"{origin_label} {t0:%Y-%m-%d %H:%M} UTC", transform=blended_transform_factory(
         ax.transData, ax.transAxes), ha="center", va="bottom", fontsize=8, color="#444444")
     days = (x1 - x0) / pd.Timedelta(days=1)
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, int(days // 12) + 1), tz="UTC"))
@@ -171,9 +172,17 @@ def fan_figure(
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("idle GPUs")
     ax.grid(alpha=0.25, lw=0.6)
-    fig.text(0.065, 0.965, title, fontsize=11, ha="left", va="top")
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.225), ncol=3, fontsize=8, frameon=False)
+    # fixed layout in inches (no tight_layout pass): title and origin label above the axes, tick
+    # labels and the axis label below, then the legend's rows
+    rows = -(-len(labels) // 3)
+    above, axes_h, below, legend_h = 0.62, 2.9, 0.62, 0.2 * rows + 0.12
+    height = above + axes_h + below + legend_h
+    fig.set_size_inches(11, height)
+    ax.set_position((0.065, (below + legend_h) / height, 0.915, axes_h / height))
+    fig.text(0.065, 1 - 0.12 / height, title, fontsize=11, ha="left", va="top")
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, (legend_h + 0.06) / height), ncol=3, fontsize=8,
+               frameon=False)
     return fig
 
 

@@ -35,7 +35,8 @@ def chart_pools(offers: pd.DataFrame | None, diff: pd.DataFrame | None, capacity
     why: dict[str, list[str]] = {}
     if offers is not None and len(offers):
         for pool, prods in offers.groupby("pool")["product"]:
-            names = sorted({str(p).replace("reserved_", "") for p in prods}, key=lambda p: (p != "spot", p))
+            names = sorted({str(p).replace("reserved_", "") for p in prods},
+                           key=lambda p: (p != "spot", int("".join(c for c in p if c.isdigit()) or 0)))
             why.setdefault(str(pool), []).append("offers: " + ", ".join(names))
     if diff is not None and len(diff):
         for pool, n in diff.groupby("pool").size().items():

@@ -68,6 +68,8 @@ def test_every_pool_with_an_offer_or_a_move_gets_a_chart_then_the_largest_others
     assert pools["a"] == "offers: spot, 7d; 1 price move" and pools["b"] == "offers: 30d"
     assert pools["c"] == "2 price moves" and pools["d"] == "largest pools, nothing offered"
     assert list(chart_pools(offered_items(), moves(), caps, forecast, extra=0)) == ["a", "b", "c"]
+    terms = pd.DataFrame({"pool": "x", "product": ["reserved_30d", "spot", "reserved_7d", "reserved_1d"]})
+    assert chart_pools(terms, None, caps, forecast, extra=0) == {"x": "offers: spot, 1d, 7d, 30d"}
     # a night with nothing offered and nothing moved: the largest pools with a forecast (f has none)
     assert list(chart_pools(None, None, caps, forecast, extra=2)) == ["d", "e"]
 
