@@ -44,7 +44,7 @@ def chart_pools(offers: pd.DataFrame | None, diff: pd.DataFrame | None, capacity
     out = {p: "; ".join(why[p]) for p in sorted(why)}
     others = [p for p in capacity.sort_values(ascending=False, kind="stable").index
               if p in forecast_pools and p not in out]
-    out.update({p: "largest pools, nothing offered" for p in others[:extra]})
+    out.update({p: "largest pools, no offer or price move" for p in others[:extra]})
     return out
 
 

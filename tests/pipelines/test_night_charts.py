@@ -66,7 +66,7 @@ def test_every_pool_with_an_offer_or_a_move_gets_a_chart_then_the_largest_others
     pools = chart_pools(offered_items(), moves(), caps, forecast, extra=1)
     assert list(pools) == ["a", "b", "c", "d"]  # offers and moves by name, then the largest other with a forecast
     assert pools["a"] == "offers: spot, 7d; 1 price move" and pools["b"] == "offers: 30d"
-    assert pools["c"] == "2 price moves" and pools["d"] == "largest pools, nothing offered"
+    assert pools["c"] == "2 price moves" and pools["d"] == "largest pools, no offer or price move"
     assert list(chart_pools(offered_items(), moves(), caps, forecast, extra=0)) == ["a", "b", "c"]
     terms = pd.DataFrame({"pool": "x", "product": ["reserved_30d", "spot", "reserved_7d", "reserved_1d"]})
     assert chart_pools(terms, None, caps, forecast, extra=0) == {"x": "offers: spot, 1d, 7d, 30d"}
