@@ -200,6 +200,7 @@ def log_to_mlflow(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, 
                     df[df["unique_id"] == uid], fc[fc["unique_id"] == uid],
                     plan[plan["unique_id"] == uid],
                     title=f"{uid}: idle GPUs, {bt.choice.get(uid, bt.default)} (backtest choice)",
+                    spot_days=settings.pricing.spot_days, origin_label="forecast origin (end of the data)",
                 )
                 (charts / f"{uid}.png".replace("/", "_")).write_bytes(png)
             mlflow.log_artifacts(str(charts), artifact_path="fan_charts")

@@ -20,9 +20,10 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipelines.forecast_flow import _newest_plan, forecast, load_inputs, train_forecaster
+from pipelines.forecast_flow import forecast, load_inputs, train_forecaster
 from pipelines.ingest_flow import ingest_calendar, ingest_telemetry
 from pipelines.night_record import headline, live_week, night_params, record_parent
+from pipelines.night_charts import log_review_charts
 from pipelines.pricing_flow import price
 from pipelines.retries import IO_RETRY
 from pipelines.settings import Settings, load_settings
@@ -95,23 +96,6 @@ def retrain_decision(settings: Settings, data_through: pd.Timestamp, mode: str) 
                        f"{rel:.2f}x seasonal naive on {pts} hours")
     return False, (f"newest training {age_days:.1f} days old; {pts} scored hours of champion v{champ.version} "
                    f"last week (need {n.live_check_min_points} to judge)")
-
-
-@task
-def fan_chart_png(history: pd.DataFrame, fc: pd.DataFrame, plan: pd.DataFrame, pool: str) -> tuple[str, bytes]:
-    """One pool's chart (mapped over pools on the thread runner)."""
-    from models.plots import fan_chart
-
-    return pool, fan_chart(history, fc, plan, title=f"{pool}: idle GPUs, tonight's forecast")
-
-
-@task(**IO_RETRY)
-def load_forecast_rows(settings: Settings, forecast_id: str) -> pd.DataFrame:
-    con = open_warehouse(settings, "nightly", read_only=True)
-    try:
-        return con.execute("SELECT * FROM forecasts WHERE forecast_id = ? AND grain = 'hour'", [forecast_id]).df()
-    finally:
-        con.close()
 
 
 def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> str:
@@ -281,20 +265,6 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
         client.log_param(run, "model_version", fc["model_version"])
         client.log_metric(run, "hourly_rows", float(fc["hourly_rows"]))
         client.log_metric(run, "pools_without_forecast", float(len(fc["pools_without_forecast"])))
-        if n.fan_charts:
-            rows = load_forecast_rows(settings, fc["forecast_id"])
-            _, cal_frame = load_inputs(settings)
-            plan = _newest_plan(cal_frame)
-            caps = df.groupby("unique_id")["gpus_total"].last().sort_values(ascending=False)
-            forecast_pools = set(rows["unique_id"])
-            pools = [p for p in caps.index if p in forecast_pools][: n.fan_charts]
-            charts = fan_chart_png.map([df[df["unique_id"] == p] for p in pools],
-                                       [rows[rows["unique_id"] == p] for p in pools],
-                                       [plan[plan["unique_id"] == p] for p in pools], pools)
-            with tempfile.TemporaryDirectory() as tmp:
-                for pool, png in (c.result() for c in charts):
-                    (Path(tmp) / f"{pool}.png".replace("/", "_")).write_bytes(png)
-                client.log_artifacts(run, tmp, "fan_charts")
         client.set_terminated(run, "FINISHED")
         run = None
 
@@ -319,6 +289,7 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
     for what, act in (
         ("nightly_runs", lambda: _record(settings, night_id, **{k: v for k, v in night.items()
                                                                if k not in ("started_at", "live")})),
+        ("charts", lambda: warnings.extend(log_review_charts(client, parent, settings, df, night, result))),
         ("tags", lambda: [client.set_tag(parent, k, v) for k, v in (
             ("status", result["status"]), ("sheet_version", str(result.get("version"))))]),
         ("parent run", lambda: record_parent(client, parent, headline(night, result),

@@ -210,7 +210,7 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
                 risk=None) -> None:
     from mlflow.tracking import MlflowClient
 
-    from pricing.plots import price_vs_reference
+    from pricing.plots import reserved_chart, spot_chart
 
     c = MlflowClient(settings.mlflow_tracking_uri)
     p = settings.pricing
@@ -245,8 +245,13 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
             c.log_artifact(run_id, str(t / "withdrawn.csv"), "sheet")
             charts = t / "charts"
             charts.mkdir()
-            for g in sorted(items.loc[items["offered"].astype(bool), "gpu_model"].dropna().unique()):
-                (charts / f"price_vs_reference_{g}.png").write_bytes(price_vs_reference(items, g))
+            offered = items[items["offered"].astype(bool)]
+            for g, prods in offered.groupby("gpu_model")["product"]:  # spot_<gpu>.png, reserved_<gpu>.png
+                name = str(g).replace("/", "_").replace(" ", "_")
+                if (prods == "spot").any():
+                    (charts / f"spot_{name}.png").write_bytes(spot_chart(items, g))
+                if prods.astype(str).str.startswith("reserved").any():
+                    (charts / f"reserved_{name}.png").write_bytes(reserved_chart(items, g))
             c.log_artifacts(run_id, str(charts), "charts")
         if findings is not None and len(findings):
             rounded(findings).to_csv(t / "findings.csv", index=False)

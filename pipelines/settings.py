@@ -319,7 +319,8 @@ class NightlySettings(BaseModel):
     experiment: str = "idlecap-nightly"
     prefect_start_timeout_s: int = Field(180, ge=10, description="how long a command waits for Prefect's ephemeral "
                                          "API server to start (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS wins when set)")
-    fan_charts: int = Field(6, ge=0, description="fan charts of the night's forecast (largest pools)")
+    fan_charts: int = Field(6, ge=0, description="besides a fan chart for every pool with an offer or a price move, "
+                            "one for this many of the largest other pools")
 
     @field_validator("inbox", "calendar", mode="before")
     @classmethod

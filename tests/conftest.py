@@ -93,3 +93,25 @@ def fleet_with_plan():
     """A fleet whose planned runs are known 8-14 days ahead, y_min = y (hourly truth)."""
     df, cal = fleet_frames(pools=4, days=28, seed=3, plan_lead_days=(8, 14))
     return df.assign(y_min=df["y"]), cal
+
+
+def assert_readable_png(png: bytes, min_bytes: int = 20_000, min_width: int = 1000, min_height: int = 400) -> None:
+    """A chart a reviewer can open: decodes as PNG, at least the size asked, and not blank (real
+    contrast and many distinct colours)."""
+    import io
+
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > min_bytes
+    px = mpimg.imread(io.BytesIO(png), format="png")
+    assert px.shape[0] >= min_height and px.shape[1] >= min_width
+    rgb = px[..., :3]
+    assert rgb.std() > 0.05
+    assert len(np.unique(rgb.reshape(-1, 3).round(2), axis=0)) > 50
+
+
+@pytest.fixture
+def readable_png():
+    """assert_readable_png, for the chart tests."""
+    return assert_readable_png

@@ -31,6 +31,28 @@ def last_nights(con: duckdb.DuckDBPyConnection, limit: int = 10) -> pd.DataFrame
     return con.execute(f"SELECT {', '.join(COLUMNS)} FROM nightly_runs ORDER BY started_at DESC LIMIT ?", [limit]).df()
 
 
+def night_offers(con: duckdb.DuckDBPyConnection, limit: int = 30) -> pd.DataFrame:
+    """The last `limit` finished nights, one row per night and product of the sheet live after it.
+
+    gpu_hours = offered GPUs x hours; list_revenue = that at the offered prices (every offered
+    GPU-hour sold); expected_revenue = the demand model's expected GPU-hours sold x price (reserved
+    items of sheets priced before the engine stored their expected sales count at list: an upper
+    bound). A night that kept its sheet (unchanged, held) repeats that sheet's numbers; a failed
+    night before any sheet has product NULL."""
+    return con.execute(
+        """WITH n AS (SELECT night_id, started_at, status, sheet_version FROM nightly_runs
+                      WHERE status <> 'running' ORDER BY started_at DESC LIMIT ?)
+           SELECT n.night_id, n.started_at, n.status, n.sheet_version, i.product,
+                  sum(i.gpus_offered * i.hours) AS gpu_hours,
+                  sum(i.gpus_offered * i.hours * i.price_per_gpu_hour) AS list_revenue,
+                  sum(coalesce(i.expected_gpu_hours_sold, CASE WHEN i.product <> 'spot'
+                                                                THEN i.gpus_offered * i.hours END)
+                      * i.price_per_gpu_hour) AS expected_revenue
+           FROM n LEFT JOIN price_sheet_items i ON i.version = n.sheet_version AND i.offered
+           GROUP BY ALL ORDER BY n.started_at, i.product""", [limit],
+    ).df()
+
+
 def live_errors(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime, horizon_hours: int = 24,
                 min_coverage: float = 0.5, model_version: str | None = None) -> pd.DataFrame:
     """Per pool, the stored forecasts' errors on hours that have since been observed.

@@ -89,9 +89,13 @@ def test_first_night_publishes_and_the_run_tree_is_reviewable(night):
     assert {"sheet/price-sheet-000001.json", "sheet/diff.csv", "sheet/withdrawn.csv"} <= price_arts
     gm = {k for k in by_kind["price"].data.metrics if k.startswith("guardrail.")}
     assert {"guardrail.max_change", "guardrail.floor", "guardrail.ceiling", "guardrail.override"} <= gm  # zeros too
-    fans = [a.path for a in c.list_artifacts(by_kind["forecast"].info.run_id, "fan_charts")]
-    assert len(fans) == 3 and all(f.endswith(".png") for f in fans)
-    assert c.list_artifacts(by_kind["price"].info.run_id, "charts")  # price vs reference chart
+    fans = {Path(a.path).name for a in c.list_artifacts(by_kind["forecast"].info.run_id, "fan_charts")}
+    offered = {i["pool"] for i in sheet["items"]}
+    assert {f"{p}.png" for p in offered} <= fans  # every pool with an offer has its chart
+    assert len(fans) == len(offered) + 3  # and the 3 ([nightly] fan_charts) largest others
+    assert {a.path for a in c.list_artifacts(by_kind["price"].info.run_id, "charts")} == {
+        "charts/spot_V100.png", "charts/reserved_V100.png"}
+    assert "nights.png" in {a.path for a in c.list_artifacts(parent.info.run_id)}
 
 
 def test_same_inputs_twice_change_nothing(night):

@@ -115,10 +115,10 @@ def test_many_pools_are_explained_in_one_line_per_cause(priced) -> None:
 
 
 def test_the_price_chart_names_the_reference_and_its_factor(priced) -> None:
-    from pricing.plots import price_vs_reference, reference_label
+    from pricing.plots import reference_label, spot_chart
 
     _, items, _ = priced
     a800 = items[(items["pool"] == "a800") & (items["product"] == "spot")].iloc[0]
     assert reference_label(a800) == "aws a100-80gb.spot 1.400 x 0.95 = 1.330"
-    png = price_vs_reference(items, "A800-SXM4-80GB")
+    png = spot_chart(items, "A800-SXM4-80GB")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
