@@ -101,7 +101,7 @@ def record_parent(client, run_id: str, description: str, metrics: dict[str, floa
     from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
-    ms = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())
+    ms = [Metric(k, round(float(v), 4), now, 0) for k, v in sorted(metrics.items())  # people read these
           if v is not None and math.isfinite(float(v))]
     ps = [Param(k, v) for k, v in sorted(params.items())]
     client.log_batch(run_id, metrics=ms, params=ps, tags=[RunTag("mlflow.note.content", description)])

@@ -223,7 +223,7 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
     c.set_tag(run_id, "reason", str(result.get("reason") or "")[:5000])
     if result.get("version") is not None:
         c.set_tag(run_id, "sheet_version", str(result["version"]))
-    metrics = {k: float(v) for k, v in result.get("metrics", {}).items()}
+    metrics = {k: round(float(v), 4) for k, v in result.get("metrics", {}).items()}  # shown in the UI as is
     for k, v in metrics.items():
         c.log_metric(run_id, k, v)
     with tempfile.TemporaryDirectory() as tmp:
