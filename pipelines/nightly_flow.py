@@ -183,9 +183,10 @@ def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> st
                       f"({live['live.reserved_gpu_hours_kept']:.1%} of promised GPU-hours)"]
         if not (live.get("live.forecast_hours") or live.get("live.spot_blocks_ended") or live.get("live.reserved_leases_ended")):
             lines += ["- nothing to judge yet (no forecast or offer of the last week has been observed)"]
-    lines += ["", "More in the nested runs: `price` (sheet/: the sheet, offered.csv, every candidate item, withdrawn "
-              "items, diff; charts/; overrides/), `forecast` (fan_charts/), the training run when it trained "
-              "(backtest/, fan_charts/)."]
+    lines += ["", "Charts: `nights.png` here (offers and expected revenue night over night). More in the nested runs: "
+              "`price` (sheet/: the sheet, offered.csv, every candidate item, withdrawn items, diff; charts/: spot and "
+              "reserved prices per pool; overrides/), `forecast` (fan_charts/: every pool with an offer or a price "
+              "move), the training run when it trained (backtest/, fan_charts/)."]
     return "\n".join(lines) + "\n"
 
 
