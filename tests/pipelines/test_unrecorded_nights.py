@@ -49,6 +49,8 @@ def test_a_locked_warehouse_is_listed_by_status_once_it_is_free(tmp_path: Path) 
         p.wait()
     assert r.returncode == 1, r.stdout + r.stderr
     assert "warehouse busy" in r.stdout and "Traceback" not in r.stdout
+    assert " INFO mlflow" not in r.stdout + r.stderr  # the night created the MLflow store: no INFO lines shown
+    assert (tmp_path / "var" / "mlflow.db").exists()
     rows = read(Settings(var_dir=tmp_path / "var"))
     assert len(rows) == 1 and rows.iloc[0]["failed_step"] == "warehouse lock"
     s = _cli(tmp_path, ["status"])
