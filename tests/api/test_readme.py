@@ -29,6 +29,17 @@ def readme_commands() -> list[str]:
     return [c.strip() for c in block.replace("\\\n", " ").splitlines() if c.strip()]
 
 
+def _until_the_server_knows(url: str, key: str, wait_s: float = 15.0) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + wait_s
+    while httpx.get(f"{url}/v1/price-sheets", headers={"Authorization": f"Bearer {key}"}).status_code == 401:
+        assert time.monotonic() < deadline, "the server never picked up the new key"
+        time.sleep(0.2)
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_the_readme_api_examples_work_on_the_demo_sheet(tmp_path):
     shutil.copytree(DEMO, tmp_path / "sheets")
@@ -49,6 +60,7 @@ def test_the_readme_api_examples_work_on_the_demo_sheet(tmp_path):
                                      capture_output=True, text=True, timeout=120)
                 assert out.returncode == 0, out.stdout + out.stderr
                 key = re.search(r"ick_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", out.stdout).group(0)
+                _until_the_server_knows(server.url, key)  # the key file is re-read every reload_seconds
                 continue
             assert cmd.startswith("curl"), cmd
             run = subprocess.run(["bash", "-c", cmd.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
