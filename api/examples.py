@@ -6,6 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+# the public price every V100 spot block of the demo sheet undercuts
+V100_SPOT_REFERENCE: dict[str, Any] = {
+    "provider": "aws", "region": "us-east-1", "sku": "p3.2xlarge", "product": "spot", "gpu_model": "V100",
+    "price": 0.316, "performance_factor": 1.0, "equivalent_price": 0.316, "as_of": "2025-11-30",
+}
+
 PRICE_SHEET: dict[str, Any] = {
     "version": 1,
     "generated_at": "2026-11-30T09:07:46Z",
@@ -30,17 +36,7 @@ PRICE_SHEET: dict[str, Any] = {
             "price_unit": "USD per GPU-hour",
             "gpus_offered": 3,
             "interruption_risk": 0.1615,
-            "reference": {
-                "provider": "aws",
-                "region": "us-east-1",
-                "sku": "p3.2xlarge",
-                "product": "spot",
-                "gpu_model": "V100",
-                "price": 0.316,
-                "performance_factor": 1.0,
-                "equivalent_price": 0.316,
-                "as_of": "2025-11-30"
-            },
+            "reference": V100_SPOT_REFERENCE,
             "saving_per_gpu_hour": 0.0316,
             "discount_vs_reference": 0.1
         },
@@ -59,68 +55,20 @@ PRICE_SHEET: dict[str, Any] = {
             "price_unit": "USD per GPU-hour",
             "gpus_offered": 2,
             "interruption_risk": 0.1634,
-            "reference": {
-                "provider": "aws",
-                "region": "us-east-1",
-                "sku": "p3.2xlarge",
-                "product": "spot",
-                "gpu_model": "V100",
-                "price": 0.316,
-                "performance_factor": 1.0,
-                "equivalent_price": 0.316,
-                "as_of": "2025-11-30"
-            },
+            "reference": V100_SPOT_REFERENCE,
             "saving_per_gpu_hour": 0.0316,
             "discount_vs_reference": 0.1
         }
     ]
 }
 
+# what an internal key sees of the same sheet: the customer fields, then the internal ones
 INTERNAL_PRICE_SHEET: dict[str, Any] = {
-    "version": 1,
-    "generated_at": "2026-11-30T09:07:46Z",
-    "valid_from": "2020-05-19T16:00:00Z",
-    "valid_until": "2020-05-20T16:00:00Z",
-    "data_through": "2020-05-19T15:00:00Z",
-    "currency": "USD",
-    "interruption_risk_meaning": "Spot: the forecast probability that some of the GPUs offered in the block are reclaimed for internal training before the block ends (0 = never seen, 1 = certain); a reclaimed lease stops early and is billed only for the hours used. Reserved: capacity is guaranteed for the whole term (0).",
+    **{k: v for k, v in PRICE_SHEET.items() if k != "items"},
     "mlflow_run_id": "206956cc61ff4c88ba55954a981fc6fe",
     "forecast_id": "idlecap-forecaster:v1:20200519T1600Z",
     "content_sha256": "c6f14b8226671eb7204981ead0cb7ac4117313e4db89ebf1e552fe9b566fdcf7",
-    "items": [
-        {
-            "pool": "vc3sl",
-            "gpu_model": "V100",
-            "gpu_class": "V100",
-            "region": "dc1",
-            "location": "unknown",
-            "product": "spot",
-            "term": "spot, 6-hour block, may be reclaimed",
-            "start": "2020-05-19T18:00:00Z",
-            "end": "2020-05-20T00:00:00Z",
-            "hours": 6,
-            "price_per_gpu_hour": 0.2844,
-            "price_unit": "USD per GPU-hour",
-            "gpus_offered": 3,
-            "interruption_risk": 0.1615,
-            "reference": {
-                "provider": "aws",
-                "region": "us-east-1",
-                "sku": "p3.2xlarge",
-                "product": "spot",
-                "gpu_model": "V100",
-                "price": 0.316,
-                "performance_factor": 1.0,
-                "equivalent_price": 0.316,
-                "as_of": "2025-11-30"
-            },
-            "saving_per_gpu_hour": 0.0316,
-            "discount_vs_reference": 0.1,
-            "undercut_usd_per_gpu_hour": 0.0316,
-            "floor": 0.0968,
-            "guardrails": []
-        }
-    ]
+    "items": [{**PRICE_SHEET["items"][0], "undercut_usd_per_gpu_hour": 0.0316, "floor": 0.0968, "guardrails": []}],
 }
 
 PRICES_PAGE: dict[str, Any] = {

@@ -124,7 +124,7 @@ def test_the_internal_schema_needs_an_internal_key(api_server):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium); the HTML tests above still check every page asset is local and served")
 @pytest.mark.parametrize("page,needle", [("/docs", "/v1/quotes"), ("/redoc", "interruption_risk"),
                                          ("/internal/docs", "/v1/internal/forecasts/{pool}")])
 def test_pages_render_in_a_browser_that_reaches_only_loopback(api_server, page, needle, tmp_path):

@@ -40,7 +40,7 @@ def _until_the_server_knows(url: str, key: str, wait_s: float = 15.0) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed (the README examples are curl commands; apt-get install curl)")
 def test_the_readme_api_examples_work_on_the_demo_sheet(tmp_path):
     shutil.copytree(DEMO, tmp_path / "sheets")
     server = start_server(tmp_path)
