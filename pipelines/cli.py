@@ -1086,6 +1086,19 @@ def _night_report(s: Settings, out: dict[str, Any], live: bool = True) -> None:
                   "(summary.md first, then the nested ingest / train / forecast / price runs)")
 
 
+def _server_session() -> None:
+    """In the child before exec: a session of its own, and (Linux) a SIGTERM when `idlecap schedule`
+    dies without its `finally` (SIGKILL), so the server is never left orphaned."""
+    os.setsid()
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the `finally` in schedule() still stops it
+
+
 @app.command()
 def schedule(
     cron: Optional[str] = typer.Option(None, help="cron (default \\[nightly] cron, 0 2 * * *)"),
@@ -1117,8 +1130,11 @@ def schedule(
 
         port = s.nightly.prefect_port
         log = Path(s.prefect_home) / "server.log"
+        # Its own session: a SIGTERM to our group (systemd stop, Ctrl-C) must reach the runner first, which
+        # pauses its schedule over the API on the way out; the server is stopped last, in `finally` below.
         server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                   "--port", str(port)], stdout=log.open("ab"), stderr=subprocess.STDOUT)
+                                   "--port", str(port)], stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                                  preexec_fn=_server_session)
         url = f"http://127.0.0.1:{port}/api"
         with console.status(f"starting a local Prefect server on {url} (log {log})"):
             deadline = time.monotonic() + 120

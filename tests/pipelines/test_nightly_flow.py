@@ -322,5 +322,10 @@ def test_idlecap_schedule_really_runs_the_night_on_its_cron(tmp_path):
             con.close()
         assert row and row[0][0] == "failed" and "pool_hourly is empty" in row[0][2]
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(30)
+        os.killpg(proc.pid, 15)  # as systemd stops a unit: the whole group; the runner must still exit
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            raise AssertionError("`idlecap schedule` did not exit 30 s after SIGTERM:\n"
+                                 + (tmp_path / "schedule.log").read_text()[-3000:]) from None
