@@ -270,7 +270,11 @@ def test_the_mlflow_ui_finds_the_night_over_rest(night):
         assert out["mlflow_run_id"] in {r["info"]["run_id"] for r in ranked}
     finally:
         os.killpg(proc.pid, 15)
-        proc.wait(15)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:  # the test is about what the UI serves, not how fast it stops
+            os.killpg(proc.pid, 9)
+            proc.wait(15)
 
 
 def test_the_schedule_is_the_configured_cron_and_prefect_yaml_agrees():
