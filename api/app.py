@@ -64,9 +64,19 @@ def _response(r: Reply) -> Response:
     return resp
 
 
+INM = Header(max_length=1024, description="the ETag of a reply you hold: 304 while it is still current "
+                                         "(at most 1,024 characters)", examples=['"9c1f0e2b7d4a6c3e8f5b1a2d3c4e5f60"'])
+
+
 def _only(request: Request, allowed: frozenset[str] = frozenset()) -> None:
     """A misspelt parameter (`?limt=5`) must not be silently ignored (names are cut short in the reply)."""
-    unknown(list(request.query_params.keys()), allowed)
+    names = [k for k, _ in request.query_params.multi_items()]
+    unknown(names, allowed)
+    twice = sorted({k for k in names if names.count(k) > 1})
+    if twice:
+        raise ApiError(422, "invalid_request", f"{clip(twice[0])} is given more than once",
+                       [{"field": f"query.{clip(k)}", "message": "given more than once", "type": "value_error"}
+                        for k in twice[:5]])
 
 
 def _scope(request: Request) -> str:
@@ -233,6 +243,13 @@ def create_app(config: ApiConfig) -> LeasingApi:
                     headers=getattr(exc, "headers", None))
 
     # ---- probes ---------------------------------------------------------------------------------
+    def _internal_caller(request: Request) -> bool:
+        """Whether a public route was called with an internal key (the Gate checks keys only where needed)."""
+        a = request.headers.get("authorization", "")
+        presented = a[7:].strip() if a[:7].lower() == "bearer " else request.headers.get("x-api-key", "").strip()
+        rec = keys.check(presented) if presented else None
+        return rec is not None and rec.allows("internal")
+
     @app.get("/healthz", response_model=schemas.Health, tags=["probes"])
     async def healthz(request: Request) -> Response:
         """Liveness: the process answers."""
@@ -244,14 +261,22 @@ def create_app(config: ApiConfig) -> LeasingApi:
                         503: {"model": schemas.Ready, "description": "no sheet, or the sheet has expired"}})
     async def readyz(request: Request) -> Response:
         """Readiness: a sheet is served and has not expired. `degraded` (still 200): serving, but an
-        operator should look (an unreadable newer sheet, a broken key file); `reasons` says what."""
+        operator should look (an unreadable newer sheet, a broken key file); `reasons` says what.
+        The probe needs no key and says what is wrong in general terms; with an internal key it
+        names the files and the errors."""
         _only(request)
         s, now = store.current, now_utc()
-        reasons = [r for r in (store.degraded, keys.error) if r]
+        detail = _internal_caller(request)
+        if detail:
+            reasons, last_error = [r for r in (store.degraded, keys.error) if r], store.last_error
+        else:
+            reasons = [r for r in (store.degraded_public, keys.error_public) if r]
+            last_error = None if store.last_error is None else "a sheet reload failed (an internal key sees why)"
         if s is None:
-            reasons.insert(0, "no price sheet published yet")
+            reasons.insert(0, "no price sheet published yet" if store.last_error is None
+                           else "no readable price sheet yet")
             body = {"status": "unready", "ready": False, "sheet_version": None, "valid_until": None, "expired": None,
-                    "reason": reasons[0], "reasons": reasons, "last_reload_error": store.last_error}
+                    "reason": reasons[0], "reasons": reasons, "last_reload_error": last_error}
             return _json(body, 503)
         exp = s.expired(now)
         if exp:
@@ -259,7 +284,7 @@ def create_app(config: ApiConfig) -> LeasingApi:
         status = "unready" if exp else "degraded" if reasons else "ok"
         body = {"status": status, "ready": not exp, "sheet_version": s.version, "valid_until": s.header["valid_until"],
                 "expired": exp, "reason": reasons[0] if reasons else None, "reasons": reasons,
-                "last_reload_error": store.last_error}
+                "last_reload_error": last_error}
         return _json(body, 503 if exp else 200)
 
     # ---- sheets ---------------------------------------------------------------------------------
@@ -272,7 +297,7 @@ def create_app(config: ApiConfig) -> LeasingApi:
              responses={200: _example(schemas.PriceSheet, examples.PRICE_SHEET, "the current sheet"),
                         304: {"description": "not modified (If-None-Match matched the ETag)"}, **no_sheet, **errors})
     async def price_sheet(request: Request,
-                          if_none_match: Annotated[str | None, Header(max_length=1024)] = None) -> Response:
+                          if_none_match: Annotated[str | None, INM] = None) -> Response:
         """The current sheet: every offer with its price, window, GPUs, interruption risk and reference.
 
         Cacheable until `valid_until` (`Cache-Control: private, max-age`); send the `ETag` back in
@@ -287,7 +312,7 @@ def create_app(config: ApiConfig) -> LeasingApi:
     async def price_sheet_version(request: Request,
                                   version: Annotated[schemas.QueryInt, PathParam(ge=1, le=999_999,
                                                                                  description="sheet version", examples=[1])],
-                                  if_none_match: Annotated[str | None, Header(max_length=1024)] = None) -> Response:
+                                  if_none_match: Annotated[str | None, INM] = None) -> Response:
         """One published version; versions never change, so it can be cached for good."""
         _only(request)
         check_inm(if_none_match)
@@ -297,7 +322,8 @@ def create_app(config: ApiConfig) -> LeasingApi:
             raise ApiError(404, "not_found", f"no published price sheet v{version}")
         v = s.view(_scope(request))
         headers = {"ETag": v.etag, "Cache-Control": "private, max-age=31536000, immutable",
-                   "Idlecap-Sheet-Version": str(s.version)}
+                   "Idlecap-Sheet-Version": str(s.version),
+                   "Idlecap-Sheet-Status": "expired" if s.expired(now_utc()) else "fresh"}
         if etag_matches(if_none_match, v.etag):
             return _response(Reply(304, [(k.lower().encode(), v.encode()) for k, v in headers.items()]))
         return Response(v.body, media_type=JSON, headers=headers)
@@ -321,13 +347,20 @@ def create_app(config: ApiConfig) -> LeasingApi:
                 raise ApiError(422, "invalid_page_token", "page_token is not a history token")
             before = t["before"]
         versions = [v for v in await asyncio.to_thread(store.versions) if before is None or v < before]
-        page, scope = [], _scope(request)
-        for v in versions[:limit]:
+        page, scope, seen = [], _scope(request), 0
+        for v in versions:  # a version that turns out unreadable is skipped, and the page still fills
+            if len(page) == limit:
+                break
+            seen += 1
             h = await asyncio.to_thread(store.summary, v, scope)
             if h is not None:
                 page.append(h)
-        nxt = token({"before": versions[limit - 1]}) if len(versions) > limit else None
+        nxt = token({"before": versions[seen - 1]}) if seen < len(versions) else None
         return _json({"sheets": page, "next_page_token": nxt})
+
+    # HEAD as on /v1/price-sheet (the fast path answers that one); kept out of the schema, whose GET says it all
+    app.add_api_route("/v1/price-sheet/{version}", price_sheet_version, methods=["HEAD"], include_in_schema=False)
+    app.add_api_route("/v1/price-sheets", price_sheets, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/v1/prices", tags=["prices"], response_model=None,
              openapi_extra={"parameters": _query_parameters(schemas.PricesQuery)},

@@ -206,9 +206,9 @@ READY: dict[str, Any] = {
     "sheet_version": 1,
     "valid_until": "2026-12-01T16:00:00Z",
     "expired": False,
-    "reason": "api_keys.json: not a valid idlecap key file (JSONDecodeError: Expecting value: line 1 column 1 (char 0)); keeping the 3 key(s) loaded before",
+    "reason": "the API key file could not be read; the keys loaded before stay in use",
     "reasons": [
-        "api_keys.json: not a valid idlecap key file (JSONDecodeError: Expecting value: line 1 column 1 (char 0)); keeping the 3 key(s) loaded before"
+        "the API key file could not be read; the keys loaded before stay in use"
     ],
     "last_reload_error": None
 }

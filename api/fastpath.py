@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -193,13 +194,31 @@ def price_sheet_reply(store: SheetStore, if_none_match: str | None, scope: str =
 
 
 def _query_dict(qs: bytes) -> dict[str, Any]:
+    """Filters repeat or comma-separate; any other parameter once. An empty filter or a repeated
+    parameter is refused rather than quietly ignored or overwritten."""
     out: dict[str, Any] = {}
     for k, v in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
         if k in schemas.PricesQuery.LIST_FIELDS:
-            out.setdefault(k, []).extend(x.strip() for x in v.split(",") if x.strip())
+            vals = [x.strip() for x in v.split(",") if x.strip()]
+            if not vals:
+                raise _bad(k, f"{clip(k)} is empty: leave it out to match everything")
+            out.setdefault(k, []).extend(vals)
+        elif k in out:
+            raise _bad(k, f"{clip(k)} is given more than once")
         else:
+            if k in schemas.PricesQuery.FIELDS and _PLUS_AS_SPACE.search(v):
+                raise _bad(k, f"{clip(k)}: {clip(v)!r} has a space before its UTC offset: a '+' in a URL query "
+                              "is read as a space, so send it as %2B (or use Z)")
             out[k] = v
     return out
+
+
+_PLUS_AS_SPACE = re.compile(r"T[0-9:.]+ [0-9]{2}:?[0-9]{2}$")
+
+
+def _bad(name: str, message: str) -> ApiError:
+    return ApiError(422, "invalid_request", message,
+                    [{"field": f"query.{clip(name)}", "message": message, "type": "value_error"}])
 
 
 class PricesPager:

@@ -149,6 +149,7 @@ class KeyRing:
         self._stamp: tuple[int, int] | None = None
         self.keys: dict[str, ApiKey] = {}
         self.error: str | None = None
+        self.error_public: str | None = None  # the same for a public probe: not the file's contents or key count
         self._verified: dict[str, ApiKey] = {}  # presented key -> record, for keys that passed `verify`
         self._loaded_from_file = False
         try:
@@ -184,12 +185,13 @@ class KeyRing:
         self._loaded_from_file = True
         if self.error is not None:
             log.info("%s is readable again (%d keys)", self.path.name, len(self.keys))
-        self.error = None
+        self.error = self.error_public = None
 
     def _problem(self, message: str) -> None:
         if message != self.error:  # once per distinct problem, not once per reload tick
             log.error("API keys: %s", message)
         self.error = message
+        self.error_public = "the API key file could not be read; the keys loaded before stay in use"
 
     def check(self, presented: str | None) -> ApiKey | None:
         if presented is not None:

@@ -12,6 +12,7 @@ reserve anything: bookings are recorded by the leasing desk and priced into the 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
@@ -72,8 +73,9 @@ def _check_start(sheet: LoadedSheet, ask: QuoteAsk, cands: list[tuple[int, dict[
     what = (f"spot is sold in {length / timedelta(hours=1):g}-hour blocks" if ask.product == "spot" and length
             else f"{ask.product} starts only at the listed times")
     shown = ", ".join(s.strftime("%Y-%m-%dT%H:%MZ") for s in mine[:4]) + (", ..." if len(mine) > 4 else "")
+    said = ask.start.isoformat().replace("+00:00", "Z")  # as sent, seconds and fractions included
     raise QuoteInvalid(
-        f"start {_iso(ask.start)} is not a {ask.product} start in sheet v{sheet.version}: {what}; valid starts: "
+        f"start {said} is not a {ask.product} start in sheet v{sheet.version}: {what}; valid starts: "
         f"{shown or 'none'} ({len(mine)} in all, see detail.valid_starts)", "invalid_start",
         {"valid_starts": [_iso(s) for s in mine[:50]], "valid_starts_total": len(mine),
          "block_hours": length / timedelta(hours=1) if length else None})
@@ -126,6 +128,13 @@ def _line(it: dict[str, Any], gpus: int, start: datetime, end: datetime, locatio
     }
 
 
+def _on_sale(it: dict[str, Any]) -> bool:
+    """GPUs offered at a price: an item without a finite price (a withdrawn offer) is not quoted."""
+    p, g = it.get("price_per_gpu_hour"), it.get("gpus_offered")
+    return (isinstance(p, (int, float)) and math.isfinite(p) and p > 0
+            and isinstance(g, (int, float)) and math.isfinite(g) and g >= 1)
+
+
 def _risk(it: dict[str, Any]) -> float:
     return float(it.get("interruption_risk") or 0.0)
 
@@ -144,7 +153,7 @@ def quote(sheet: LoadedSheet, ask: QuoteAsk, now: datetime | None = None,
     offered = [(i, it) for i, it in enumerate(sheet.items)
                if ask.gpu_model in (it["gpu_model"], it.get("gpu_class")) and it["product"] == ask.product
                and (ask.region is None or it["region"] == ask.region) and (ask.pool is None or it["pool"] == ask.pool)
-               and it["gpus_offered"] > 0]
+               and _on_sale(it)]
     cands = [(i, it) for i, it in offered
              if ask.max_interruption_risk is None or _risk(it) <= ask.max_interruption_risk]
     if offered:
@@ -201,6 +210,7 @@ def _summary(sheet: LoadedSheet, ask: QuoteAsk, periods: list[tuple[datetime, da
     """Totals, the reference and saving, the lease's interruption risk and the sheet's validity."""
     total = round(sum(x["subtotal"] for x in lines), 2)
     gpu_hours = sum(x["gpus"] * x["hours"] for x in lines)
+    exact = sum(x["gpus"] * x["hours"] * x["price_per_gpu_hour"] for x in lines)  # before cent rounding
     refs = [x["reference_subtotal"] for x in lines]
     ref_total = round(sum(refs), 2) if refs and all(r is not None for r in refs) else None
     saving = round(ref_total - total, 2) if ref_total is not None else None
@@ -212,6 +222,9 @@ def _summary(sheet: LoadedSheet, ask: QuoteAsk, periods: list[tuple[datetime, da
     if expired:
         warnings.append(f"sheet v{sheet.version} expired at {sheet.header['valid_until']}: these are the last "
                         "published prices and may no longer be offered")
+    if ask.max_interruption_risk is not None and 1.0 - p_none > ask.max_interruption_risk:
+        warnings.append(f"max_interruption_risk {ask.max_interruption_risk:g} caps each line; the lease as a whole "
+                        f"({len(lines)} lines) has interruption risk {1.0 - p_none:.4f}")
     ident = f"{sheet.version}|{ask}".encode()
     return {
         "quote_id": hashlib.sha256(ident).hexdigest()[:16], "sheet_version": sheet.version,
@@ -220,7 +233,7 @@ def _summary(sheet: LoadedSheet, ask: QuoteAsk, periods: list[tuple[datetime, da
         "gpu_model": ask.gpu_model, "product": ask.product, "gpus": ask.gpus,
         "start": _iso(periods[0][0]), "end": _iso(periods[-1][1]),
         "gpu_hours": gpu_hours, "total_price": total,
-        "average_price_per_gpu_hour": round(total / gpu_hours, 4) if gpu_hours else None,
+        "average_price_per_gpu_hour": round(exact / gpu_hours, 4) if gpu_hours else None,
         "reference_total_price": ref_total, "saving": saving,
         "saving_share": round(saving / ref_total, 4) if ref_total else None,
         "interruption_risk": round(1.0 - p_none, 4),

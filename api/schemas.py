@@ -55,8 +55,8 @@ Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only), AfterValidator(
 
 def _digits(v: Any) -> Any:
     """`+1`, ` 1`, `1.0` and `1_0` (read as 10 by Python) are not numbers a client meant."""
-    if isinstance(v, bool) or (isinstance(v, str) and not re.fullmatch(r"[0-9]{1,9}", v)):
-        raise ValueError("use a whole number written in digits only, e.g. 20")
+    if isinstance(v, bool) or (isinstance(v, str) and not re.fullmatch(r"0|[1-9][0-9]{0,8}", v)):
+        raise ValueError("use a whole number written in digits only, without leading zeros, e.g. 20")
     return v
 
 
@@ -201,7 +201,9 @@ class QuoteRequest(BaseModel):
     region: StrictStr | None = O("only this region", None, max_length=64)
     pool: StrictStr | None = O("only this pool", None, max_length=128)
     single_pool: StrictBool = F("all GPUs from one pool (e.g. for one distributed job)", False, default=False)
-    max_interruption_risk: float | None = O("leave out spot offers whose interruption risk is above this", 0.3,
+    max_interruption_risk: float | None = O("leave out spot offers (each block of each pool) whose interruption risk "
+                                            "is above this; it caps every line, not the whole lease, whose risk "
+                                            "the reply states as interruption_risk", 0.3,
                                             "probability (0-1)", ge=0, le=1, strict=True)
 
 
@@ -257,8 +259,10 @@ class Quote(BaseModel):
         "lines were independent; blocks of a pool tend to be reclaimed together, so this overstates rather than "
         "understates. 0 for reserved", 0.41, "probability (0-1)")
     max_line_interruption_risk: float = F("the highest interruption risk of any line", 0.18, "probability (0-1)")
-    max_interruption_risk: float | None = O("the cap asked for, if any", 0.3, "probability (0-1)")
-    warnings: list[str] = F("what to know before booking (e.g. an expired sheet)", [])
+    max_interruption_risk: float | None = O("the cap asked for, if any (it applies to each line)", 0.3,
+                                            "probability (0-1)")
+    warnings: list[str] = F("what to know before booking (an expired sheet; a lease riskier as a whole than "
+                            "max_interruption_risk)", [])
     lines: list[QuoteLine] = Field(description="the offers drawn on, cheapest first in every period")
 
 
@@ -287,8 +291,9 @@ class Ready(BaseModel):
     valid_until: str | None = F("its valid_until (UTC)", "2020-05-20T16:00:00Z")
     expired: bool | None = F("valid_until has passed", False)
     reason: str | None = F("the first of reasons", None)
-    reasons: list[str] = F("everything that makes the status other than ok", [])
-    last_reload_error: str | None = F("the last sheet reload problem", None)
+    reasons: list[str] = F("everything that makes the status other than ok (in general terms; an internal key "
+                           "gets the file names and errors)", [])
+    last_reload_error: str | None = F("the last sheet reload problem, if the last reload failed", None)
 
 
 # ---- internal keys ---------------------------------------------------------------------------------

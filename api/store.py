@@ -106,9 +106,11 @@ class SheetStore:
         self.current: LoadedSheet | None = None
         self.last_error: str | None = None
         self.degraded: str | None = None  # why the sheet served is not the one LATEST names
+        self.degraded_public: str | None = None  # the same for a public probe: no file names or parse errors
         self.loaded_at: datetime | None = None
         self._stamp: tuple[Any, ...] | None = None
         self._cache: OrderedDict[int, LoadedSheet] = OrderedDict()
+        self._unreadable: dict[int, tuple[int, int] | None] = {}  # version -> file stamp when it failed to load
         self._headers: dict[tuple[int, str], dict[str, Any]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -158,19 +160,23 @@ class SheetStore:
                 log.error("keeping sheet v%s: %s", self.current.version if self.current else None, self.last_error)
                 if self.current is not None:
                     self.degraded = f"{self.last_error}; serving v{self.current.version}"
+                    self.degraded_public = f"the newest published sheet could not be read; serving v{self.current.version}"
                 return False
             sheet = fallback
             self.degraded = f"{self.last_error}; serving v{sheet.version}, the newest readable sheet"
+            self.degraded_public = (f"the newest published sheet could not be read; serving v{sheet.version}, "
+                                    "the newest readable sheet")
             log.error("%s: serving v%d, the newest readable sheet", self.last_error, sheet.version)
             self._switch(sheet)
             return True
         if self.current is not None and sheet.version < self.current.version:
             self.last_error = f"LATEST points back to v{sheet.version} (serving v{self.current.version})"
             self.degraded = self.last_error
+            self.degraded_public = f"the published sheet went back to an older version; serving v{self.current.version}"
             log.error(self.last_error)
             return False
         self._switch(sheet)
-        self.last_error = self.degraded = None
+        self.last_error = self.degraded = self.degraded_public = None
         return True
 
     def _switch(self, sheet: LoadedSheet) -> None:
@@ -224,13 +230,18 @@ class SheetStore:
                 self._cache.move_to_end(version)
                 return hit
         path = self.dir / f"{sheet_name(version)}.json"
+        stamp = _file_stamp(path)
+        if version in self._unreadable and self._unreadable[version] == stamp:
+            return None  # known broken and unchanged: no re-parse, no log line per request
         try:
             sheet = self._load(path)
         except FileNotFoundError:
             return None
         except SheetUnreadable as exc:  # e.g. the broken file of a failed night: never published
-            log.error("version %d: %s", version, exc)
+            log.error("version %d: %s (left out of the history until the file changes)", version, exc)
+            self._unreadable[version] = stamp
             return None
+        self._unreadable.pop(version, None)
         with self._lock:
             self._remember(sheet)
         return sheet
@@ -240,7 +251,8 @@ class SheetStore:
         cur = self.current
         if cur is None:
             return []
-        return [v for v in self._disk_versions() if v <= cur.version]
+        return [v for v in self._disk_versions() if v <= cur.version
+                and not (v in self._unreadable and self._unreadable[v] == _file_stamp(self.dir / f"{sheet_name(v)}.json"))]
 
     def summary(self, version: int, scope: str = "customer") -> dict[str, Any] | None:
         scope = "internal" if scope == "internal" else "customer"
@@ -249,3 +261,11 @@ class SheetStore:
             s = self.get(version)
             h = s.view(scope).summary if s else None
         return h
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+        return (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return None

@@ -7,8 +7,8 @@ and exactly one action:
     min = 0.80 / max = 2.0 # keep the price inside these (either or both)
     hold = true            # keep the last published items (prices and GPUs) unchanged
 
-plus a `reason` (required; it is shown in the sheet's guardrails, which customers see, and in the
-MLflow run). Cost floor and reference ceiling still bind: an override can never sell under cost
+plus a `reason` (required; it is kept in the sheet's guardrails, which internal API keys see, and in
+the MLflow run; customers see the price, never the note). Cost floor and reference ceiling still bind: an override can never sell under cost
 or above the undercut promise; when one of them wins, the item says so (`override_clipped`).
 Later entries win over earlier ones for the same item, except that a hold is final.
 """

@@ -54,7 +54,7 @@ def test_error_bodies_are_bounded_for_any_input(api_server):
         assert BIG[:300] not in r.text
 
 
-@pytest.mark.parametrize("version", ["1.0", "+1", "%201", "1_0", "1e0", "0x1", "-1", "0", "true"])
+@pytest.mark.parametrize("version", ["1.0", "+1", "%201", "1_0", "1e0", "0x1", "-1", "0", "true", "01", "002"])
 def test_the_version_path_takes_digits_only(api_server, version):
     r = api_server.client().get(f"/v1/price-sheet/{version}")
     assert r.status_code == 422, (version, r.status_code, r.text)
@@ -136,3 +136,27 @@ def test_max_interruption_risk_leaves_risky_offers_out(api_server):
     assert "interruption risk" in r.json()["message"]
     r = c.post("/v1/quotes", json={**ask, "gpus": 1, "max_interruption_risk": 0.0})
     assert r.status_code == 409 and "least_interruption_risk" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("path,query", [("/v1/prices", "limit=5&limit=6"), ("/v1/price-sheets", "limit=5&limit=6"),
+                                        ("/v1/prices", "gpu_model="), ("/v1/prices", "product=,")])
+def test_a_repeated_parameter_or_an_empty_filter_is_refused_not_guessed(api_server, path, query):
+    r = api_server.client().get(f"{path}?{query}")
+    assert r.status_code == 422 and r.json()["error"] == "invalid_request", (path, query, r.text)
+    assert ("more than once" in r.json()["message"]) or ("is empty" in r.json()["message"])
+
+
+def test_an_unencoded_plus_in_a_time_gets_a_hint(api_server):
+    r = api_server.client().get("/v1/prices?start_from=2020-05-19T18:00:00+00:00")
+    assert r.status_code == 422 and "%2B" in r.json()["message"], r.text
+    assert api_server.client().get("/v1/prices?start_from=2020-05-19T18:00:00%2B00:00").status_code == 200
+
+
+def test_head_works_on_every_sheet_route(api_server):
+    c = api_server.client()
+    for path in ("/v1/price-sheet", "/v1/price-sheet/1", "/v1/price-sheets"):
+        get, head = c.get(path), c.head(path)
+        assert head.status_code == get.status_code == 200 and head.content == b"", path
+        assert head.headers.get("etag") == get.headers.get("etag"), path
+    r = c.get("/v1/price-sheet/1")
+    assert r.headers["idlecap-sheet-status"] in ("fresh", "expired") and r.headers["idlecap-sheet-version"] == "1"

@@ -149,3 +149,48 @@ def test_a_class_or_the_fleet_name_both_quote(tmp_path):
     for name in ("H100", "NVIDIA H100 80GB HBM3"):
         body = orjson.loads(pager.reply(f"gpu_model={name.replace(' ', '%20')}".encode()).body)
         assert body["total"] == int(h.sum()) and {i["pool"] for i in body["items"]} == {"p4"}
+
+
+def test_an_item_without_a_price_is_not_quoted(tmp_path):
+    """A null price (what the sheet writer puts for a non-finite one) is a withdrawn offer, not a 500."""
+    import json
+
+    publish_sheet(tmp_path, 1, NOW)
+    path = tmp_path / f"{sheet_name(1)}.json"
+    doc = json.loads(path.read_text())
+    start = min(i["start"] for i in doc["items"] if i["product"] == "spot" and i["gpu_model"] == "V100")
+    here = [i for i in doc["items"] if i["product"] == "spot" and i["gpu_model"] == "V100" and i["start"] == start]
+    cheapest = min(here, key=lambda i: i["price_per_gpu_hour"])
+    cheapest["price_per_gpu_hour"] = None
+    path.write_text(json.dumps(doc))
+    sheet = load_sheet(path)
+    q = quote(sheet, QuoteAsk("V100", "spot", parse_ts(start), 1))
+    assert q["lines"][0]["pool"] != cheapest["pool"] and q["lines"][0]["price_per_gpu_hour"] > 0
+
+
+def test_the_average_price_is_never_above_the_prices_drawn(sheet):
+    """Cents are rounded on the total only: the average comes from the exact amounts."""
+    start = _spot(sheet)
+    for gpus in range(1, 6):
+        q = quote(sheet, QuoteAsk("V100", "spot", start, gpus))
+        prices = [ln["price_per_gpu_hour"] for ln in q["lines"]]
+        assert min(prices) - 1e-4 <= q["average_price_per_gpu_hour"] <= max(prices) + 1e-4
+
+
+def test_a_cap_per_line_warns_when_the_whole_lease_is_riskier(sheet):
+    start = _spot(sheet)
+    q = quote(sheet, QuoteAsk("V100", "spot", start, 2, hours=24, max_interruption_risk=0.99))
+    assert all(ln["interruption_risk"] <= 0.99 for ln in q["lines"])
+    cap = q["interruption_risk"] - 1e-3  # a cap every line meets but the lease as a whole does not
+    assert q["max_line_interruption_risk"] <= cap  # four blocks: the lease is riskier than any one of them
+    q = quote(sheet, QuoteAsk("V100", "spot", start, 2, hours=24, max_interruption_risk=round(cap, 4)))
+    assert any("caps each line" in w for w in q["warnings"]), q["warnings"]
+    q = quote(sheet, QuoteAsk("V100", "spot", start, 2, hours=24, max_interruption_risk=1.0))
+    assert not any("caps each line" in w for w in q["warnings"])
+
+
+def test_an_off_grid_start_is_echoed_as_sent(sheet):
+    start = _spot(sheet) + timedelta(milliseconds=500)
+    with pytest.raises(QuoteInvalid) as e:
+        quote(sheet, QuoteAsk("V100", "spot", start, 1))
+    assert ":00.500000Z is not a spot start" in str(e.value)

@@ -37,17 +37,35 @@ def test_a_restart_with_an_unreadable_newest_sheet_serves_the_newest_readable(tm
         assert ready.status_code == 200
         body = ready.json()
         assert body["status"] == "degraded" and body["ready"] is True and body["sheet_version"] == 2
+        # the public probe says what in general terms; an internal key gets the file and the error
+        assert body["reasons"] == ["the newest published sheet could not be read; serving v2, the newest readable sheet"]
+        assert "price-sheet-" not in ready.text and "Error" not in ready.text
+        body = server.client("internal").get("/readyz").json()
         assert any("price-sheet-000003.json" in x and "serving v2" in x for x in body["reasons"])
+        assert server.client("customer").get("/readyz").json()["reasons"] == ready.json()["reasons"]
         assert [s["version"] for s in c.get("/v1/price-sheets").json()["sheets"]] == [2, 1]
         # on reload too: the next night is broken again, v4 never readable, v2 stays; then v5 is fine
         (sheets / f"{sheet_name(4)}.json").write_text('{"version": 4, "items": [')
         point_latest(sheets, 4)
         time.sleep(0.6)
         assert c.get("/v1/price-sheet").headers["idlecap-sheet-version"] == "2"
-        assert "price-sheet-000004.json" in httpx.get(f"{server.url}/readyz").json()["reason"]
+        assert "price-sheet-000004.json" in server.client("internal").get("/readyz").json()["reason"]
         publish_sheet(sheets, 5)
         _wait(lambda: c.get("/v1/price-sheet").headers["idlecap-sheet-version"] == "5")
         assert httpx.get(f"{server.url}/readyz").json()["status"] == "ok"
+        # the history leaves the broken v3 and v4 out, and a page of one still walks 5, 2, 1
+        walked, tok = [], None
+        for _ in range(5):
+            page = c.get("/v1/price-sheets", params={"limit": 1, **({"page_token": tok} if tok else {})}).json()
+            walked += [x["version"] for x in page["sheets"]]
+            tok = page["next_page_token"]
+            if tok is None:
+                break
+        assert walked == [5, 2, 1] and tok is None
+        assert [x["version"] for x in c.get("/v1/price-sheets", params={"limit": 2}).json()["sheets"]] == [5, 2]
+        for _ in range(3):
+            c.get("/v1/price-sheets")
+        assert server.access_log().count("left out of the history") <= 2  # once per broken file, not per request
     finally:
         stop_server(server)
 
@@ -78,14 +96,17 @@ def test_a_broken_or_deleted_key_file_keeps_the_last_good_keys_and_says_so(tmp_p
         keys.write_text("{broken")
         _wait(lambda: httpx.get(f"{server.url}/readyz").json()["status"] == "degraded")
         body = httpx.get(f"{server.url}/readyz").json()
-        assert body["ready"] is True and any("not a valid idlecap key file" in x for x in body["reasons"])
-        assert str(tmp_path) not in str(body)  # a public probe: file names, not paths
+        assert body["ready"] is True  # a public probe: what, not the file's contents or how many keys
+        assert body["reasons"] == ["the API key file could not be read; the keys loaded before stay in use"]
+        body = server.client("internal").get("/readyz").json()  # the kept internal key sees why
+        assert any("not a valid idlecap key file" in x for x in body["reasons"])
+        assert str(tmp_path) not in str(body)  # file names, not paths
         assert c.get("/v1/price-sheet").status_code == 200  # the last good keys still work
         time.sleep(0.8)  # several reload ticks: the problem is logged once
         log = server.access_log()
         assert log.count("not a valid idlecap key file") == 1, log
         keys.unlink()
-        _wait(lambda: any("missing" in x for x in httpx.get(f"{server.url}/readyz").json()["reasons"]))
+        _wait(lambda: any("missing" in x for x in server.client("internal").get("/readyz").json()["reasons"]))
         assert c.get("/v1/price-sheet").status_code == 200
         assert server.access_log().count("api_keys.json is missing") == 1
         keys.write_bytes(saved)

@@ -102,7 +102,8 @@ def test_failed_night_keeps_last_good_sheet_and_expiry_is_flagged(tmp_path):
         time.sleep(0.5)
         r = c.get("/v1/price-sheet")
         assert r.status_code == 200 and json.loads(r.content)["version"] == 1
-        assert "not a complete price sheet" in httpx.get(f"{server.url}/readyz").json()["last_reload_error"]
+        assert "not a complete price sheet" in c.get("/readyz", headers={"Authorization": f"Bearer {server.internal}"}).json()["last_reload_error"]
+        assert httpx.get(f"{server.url}/readyz").json()["last_reload_error"] == "a sheet reload failed (an internal key sees why)"
         first = c.get("/v1/prices", params={"limit": 5}).json()  # a walk that starts on v1
         # the next night succeeds: v3 fresh, served and ready
         publish_sheet(sheets, 3)
