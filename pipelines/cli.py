@@ -57,7 +57,7 @@ def _open(s: Settings, purpose: str, read_only: bool = False):
 
     def waiting(message: str) -> None:
         console.print(f"[yellow]{escape(message)}[/yellow]; waiting up to {s.warehouse.busy_wait_s:g} s "
-                      "([warehouse] busy_wait_s)", highlight=False)
+                      "(\\[warehouse] busy_wait_s)", highlight=False)
 
     try:
         return open_warehouse(s, purpose, read_only=read_only, on_wait=waiting)
@@ -586,6 +586,8 @@ def sheet_show(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Print a published sheet (read from its JSON file, as a customer would get it)."""
+    import pandas as pd
+
     from pricing.sheet import items_table, latest_sheet_path, read_sheet, sheet_name
 
     s = _settings(config)
@@ -745,7 +747,7 @@ def price_backtest(
             tail = (f": on the later origins safety {later['safety'].iloc[0]:.3f}, achievable "
                     f"{later['achievable'].iloc[0]:.3f}") if len(later) else ""
             console.print(f"break target chosen on the early origins (most offered with safety >= {SAFETY_BAR:g}): "
-                          f"{chosen:g}{tail}; in force: {in_force:g} ([pricing] reserved_break_target)")
+                          f"{chosen:g}{tail}; in force: {in_force:g} (\\[pricing] reserved_break_target)")
     cal = out.get("calibration")
     if cal is not None:
         print_frame(cal.summary, f"spot interruption risk on the later {len(cal.later_origins)} origins (the map was fit "

@@ -104,5 +104,17 @@ def test_readers_say_who_holds_a_busy_warehouse_in_one_line(var: Path, monkeypat
     assert r.exit_code == 75, r.output
     lines = [x for x in r.output.splitlines() if x.strip()]
     assert lines[0].startswith(f"warehouse busy: ingest, PID {p.pid}, since ") and "waiting up to 0.5 s" in lines[0]
+    assert "([warehouse] busy_wait_s)" in lines[0]  # the setting's name, not eaten as markup
     assert lines[-1].startswith(f"warehouse busy: ingest, PID {p.pid}") and "gave up after 0.5 s" in lines[-1]
     assert len(lines) == 2 and "Traceback" not in r.output
+
+
+def test_sheet_show_prints_the_demo_sheet(var: Path) -> None:
+    import shutil
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "api" / "data" / "demo-sheets", var / "sheets")
+    r = runner.invoke(app, ["sheet", "show", "--product", "spot", "--pool", "vcJkd", "--limit", "5"])
+    assert r.exit_code == 0, r.output
+    assert "price-sheet-000001.json: 28 item(s)" in r.output and "vcJkd" in r.output and "aws p3.2xlarge" in r.output
+    r = runner.invoke(app, ["sheet", "show", "7"])
+    assert r.exit_code == 1 and "no published sheet v7" in r.output
