@@ -177,10 +177,11 @@ def log_to_mlflow(df: pd.DataFrame, calendar: pd.DataFrame, bt: BacktestReport, 
         mlflow.set_tags({"data_hash": data_hash, "kind": "train_forecaster"})
         for row in bt.overall.to_dict("records"):
             m = row.pop("model")
-            mlflow.log_metrics({f"{m}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+            mlflow.log_metrics({f"{m}.{k}": round(float(v), 4) for k, v in row.items() if pd.notna(v)})
         sel = bt.per_pool[bt.per_pool["model"] == SELECTED]
         if len(sel) <= 200:
-            mlflow.log_metrics({f"pool.{u}.mase": float(v) for u, v in zip(sel["unique_id"], sel["mase"]) if pd.notna(v)})
+            mlflow.log_metrics({f"pool.{u}.mase": round(float(v), 4) for u, v in zip(sel["unique_id"], sel["mase"])
+                                if pd.notna(v)})
         with tempfile.TemporaryDirectory() as tmp:
             t = Path(tmp)
             rounded(bt.overall).to_csv(t / "metrics_overall.csv", index=False)

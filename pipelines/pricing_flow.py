@@ -290,7 +290,7 @@ def _log_risk_model(c, run_id: str, risk, t: Path) -> None:
     c.set_tag(run_id, "risk_model", "fitted" if risk.fitted else "not fitted (too little history): forecast rules")
     for k in ("n_fit_", "n_calibration_", "stride_"):
         if hasattr(m, k):
-            c.log_metric(run_id, f"risk_model.{k.rstrip('_')}", float(getattr(m, k)))
+            c.log_metric(run_id, f"risk_model.{k.rstrip('_')}", round(float(getattr(m, k)), 4))
     if not risk.fitted:
         return
     rows = [{"length_hours": L, "lead_hours": a, "windows": len(u), "pit_below_0.05": float(np.mean(u < 0.05)),
@@ -497,14 +497,14 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
         for r in curve.to_dict("records"):
             for k in ("safety", "achievable", "yield"):
                 if pd.notna(r[k]):
-                    c.log_metric(run_id, f"curve.{r['origins']}.target_{r['target']:g}.{k}", float(r[k]))
+                    c.log_metric(run_id, f"curve.{r['origins']}.target_{r['target']:g}.{k}", round(float(r[k]), 4))
     for r in rep.summary.to_dict("records"):
         for k in ("safety", "safety_hourly", "yield", "achievable", "safe_achievable", "oracle_gpu_hours",
                   "revenue_gross", "penalties", "revenue_net", "offered_gpu_hours",
                   "predicted_risk", "realized_risk"):
             v = r.get(k)
             if v is not None and pd.notna(v):
-                c.log_metric(run_id, f"{r['policy']}.{r['term']}.{k}", float(v))
+                c.log_metric(run_id, f"{r['policy']}.{r['term']}.{k}", round(float(v), 4))
     cal = calibrate_on_early(rep.spot) if len(rep.spot) and rep.spot["origin"].nunique() >= 2 else None
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
@@ -530,8 +530,8 @@ def backtest_pricing(settings: Settings | None = None) -> dict[str, Any]:
     if cal is not None:
         for r in cal.summary.to_dict("records"):
             key = {"raw": "raw", "calibrated": "calibrated"}.get(r["risk"], "constant")
-            c.log_metric(run_id, f"spot_risk.{key}.brier", float(r["brier"]))
-            c.log_metric(run_id, f"spot_risk.{key}.mean_predicted", float(r["mean_predicted"]))
+            c.log_metric(run_id, f"spot_risk.{key}.brier", round(float(r["brier"]), 4))
+            c.log_metric(run_id, f"spot_risk.{key}.mean_predicted", round(float(r["mean_predicted"]), 4))
         c.set_tag(run_id, "spot_risk.calibration", "adopted" if cal.adopted else "not adopted")
         if cal.adopted:  # otherwise nothing stored: pricing keeps the raw score
             con = open_warehouse(settings, "pricing")
