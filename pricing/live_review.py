@@ -45,17 +45,20 @@ def outcomes(items: pd.DataFrame, actual: pd.DataFrame, until: pd.Timestamp) -> 
     it = items.copy()
     for c in ("start", "end", "valid_from", "live_until"):
         it[c] = pd.to_datetime(it[c], utc=True)
-    it = it[(it["end"] <= until) & (it["gpus_offered"] > 0)].reset_index(drop=True)
+    it = it[it["gpus_offered"] > 0].reset_index(drop=True)
     a = actual.assign(ds=pd.to_datetime(actual["ds"], utc=True).astype("datetime64[ns, UTC]"), m=sample_min(actual))[["unique_id", "ds", "y", "m"]]
     a = a.rename(columns={"unique_id": "pool"})
-    spot = it[(it["product"] == "spot") & (it["live_until"].isna() | (it["start"] < it["live_until"]))]
+    # What stands under a window is every reserved promise of its sheet, running or ended: a 7-day
+    # lease still running at `until` held its GPUs under last week's spot blocks and 1-day leases.
     res = it[it["product"] != "spot"].copy()
+    held = _reserved_held(res.reset_index(drop=True))
     # the GPUs of longer terms that start together sit under a tranche
     res["term_hours"] = res["hours"]
     res = res.sort_values(["version", "pool", "start", "term_hours"], ascending=[True, True, True, False])
     res["base"] = res.groupby(["version", "pool", "start"])["gpus_offered"].cumsum() - res["gpus_offered"]
-    all_res = it[it["product"] != "spot"]
-    held = _reserved_held(all_res.reset_index(drop=True))
+    ended = it["end"] <= until  # judged: only what has ended
+    spot = it[ended & (it["product"] == "spot") & (it["live_until"].isna() | (it["start"] < it["live_until"]))]
+    res = res[res["end"] <= until]
     out = []
     for kind, w in (("spot", spot), ("reserved", res)):
         if w.empty:

@@ -75,3 +75,22 @@ def test_week_metrics_weigh_forecast_errors_by_points():
     assert m["live.forecast_hours"] == 40 and m["live.forecast_mae"] == (10 + 60) / 40
     assert m["live.persistence_mae"] == 2.0 and m["live.snaive_mae"] == (30 + 30) / 40
     assert m["live.spot_blocks_ended"] == 0 and "live.spot_interrupted" not in m
+
+
+def test_a_lease_still_running_holds_its_gpus_under_ended_blocks_and_shorter_tranches():
+    """The review runs mid-week: a 7-day lease that has not ended still sits under last night's
+    spot blocks and under the 1-day tranche that started with it."""
+    y = np.full(48, 10.0)
+    y[3] = 7.0    # day 1, block 1: 7 idle < 4 (7d, running) + 2 (1d) + 2 (spot) -> the block is interrupted
+    y[26] = 7.0   # day 2: only the 7-day lease and the spot block stand: 7 >= 4 + 2, the block holds
+    items = pd.DataFrame([
+        _item(1, "reserved_7d", T0, 168, 4), _item(1, "reserved_1d", T0, 24, 2),
+        _item(1, "spot", T0, 6, 2, risk=0.1), _item(1, "spot", T0 + 24 * H, 6, 2, risk=0.1),
+    ])
+    spot, res = outcomes(items, _actual(y), T0 + 48 * H)
+    assert list(spot["interrupted"]) == [True, False]
+    assert list(res["product"]) == ["reserved_1d"]  # the 7-day lease is not judged before it ends
+    assert list(res["kept"]) == [True]               # 7 idle >= 4 under it + its 2
+    y[5] = 5.0    # now day 1 dips to 5: under 4 + 2, the 1-day tranche breaks although 5 >= its own 2
+    _, res = outcomes(items, _actual(y), T0 + 48 * H)
+    assert list(res["kept"]) == [False] and res["safe_gpu_hours"].iloc[0] == 1 * 24
