@@ -29,7 +29,7 @@ from pricing.engine import price_fleet
 from pricing.findings import explain_grouped, pool_findings
 from pricing.optimizer import Market
 from pricing.overrides import OverrideError, apply_overrides, load_overrides
-from pricing.review import offer_metrics, override_effects, rounded
+from pricing.review import offer_metrics, overridden_items, override_effects, rounded
 from pricing.reference import comparable_references, load_reference_rates
 from pricing.reference_store import reference_age_warnings
 from pricing.sheet import PriceSheet, highest_version, latest_sheet_path, point_latest, public_items, publish
@@ -330,7 +330,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
     as_of_ts = _utc(as_of or datetime.now(timezone.utc))
     run_id = _mlflow_run(settings, as_of_ts, parent_run_id)
     items = diff = demand = paths = overrides_log = findings = risk = None
-    override_table, override_warnings = None, []
+    override_table, override_warnings, items_overridden = None, [], 0
     ref_warnings: list[str] = []
     in_force = True
     last_version = None
@@ -379,8 +379,11 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
                             anchor=inputs["anchor"], booked=inputs["booked"], risk=risk)
         if overrides:
             before = items
-            items, overrides_log = apply_overrides(items, overrides, inputs["last_items"], valid_from)
-            override_table, override_warnings = override_effects(before, items, overrides_log, rules.max_daily_change)
+            trace: list[pd.DataFrame] = []
+            items, overrides_log = apply_overrides(items, overrides, inputs["last_items"], valid_from, trace)
+            override_table, override_warnings = override_effects(before, items, overrides_log, rules.max_daily_change,
+                                                                 trace)
+            items_overridden = overridden_items(items, trace)
             for w in override_warnings:
                 logger.warning(w)
         items = apply_spot_calibration(items, inputs.get("calibration"))
@@ -406,7 +409,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             history.record_demand_fits(con, demand.table())
         finally:
             con.close()
-        metrics = offer_metrics(items, len(hold), overrides_log, counts)
+        metrics = offer_metrics(items, len(hold), overrides_log, counts, items_overridden)
         # everything that can fail is done: publishing is the last step that may raise
         if inputs["last"] is not None and inputs["last"]["content_sha256"] == sheet.content_sha256:
             status, version, reason = "unchanged", last_version, "same content as the last sheet"

@@ -88,14 +88,17 @@ def load_overrides(path: Path | None) -> list[Override]:
 
 
 def apply_overrides(items: pd.DataFrame, overrides: list[Override], last: pd.DataFrame | None,
-                    valid_from: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    valid_from: pd.Timestamp, trace: list[pd.DataFrame] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Items with the overrides applied, and a log (one row per override: items touched, action).
 
-    `items` are pricing.engine candidates (ITEM_COLS); `last` the last published items."""
+    `items` are pricing.engine candidates (ITEM_COLS); `last` the last published items. `trace`,
+    when given, receives one frame per override (`override` number, pool, product, start, the
+    price `before` and `after` that step) so a reviewer sees what each entry did itself when
+    several touch the same item (pricing.review.override_effects)."""
     items = items.copy()
     items["guardrails"] = [list(g) if isinstance(g, (list, tuple, np.ndarray)) else [] for g in items["guardrails"]]
     log = []
-    for o in overrides:
+    for n, o in enumerate(overrides, start=1):
         held = pd.Series([any(str(x).startswith("override:hold:") for x in g) for g in items["guardrails"]],
                          index=items.index, dtype=bool)
         hit = o.matches(items["pool"], items["product"]) & items["offered"].astype(bool) & ~held  # a hold is final
@@ -107,6 +110,11 @@ def apply_overrides(items: pd.DataFrame, overrides: list[Override], last: pd.Dat
             hit_any = o.matches(items["pool"], items["product"])
             n = int(hit_any.sum())
             items = items[~hit_any]
+            if trace is not None:
+                trace.append(pd.DataFrame({"override": n, "pool": kept.get("pool", pd.Series(dtype=object)),
+                                           "product": kept.get("product", pd.Series(dtype=object)),
+                                           "start": kept.get("start", pd.Series(dtype=object)), "before": np.nan,
+                                           "after": kept.get("price_per_gpu_hour", pd.Series(dtype=float))}))
             if len(kept):
                 kept["guardrails"] = [[*[x for x in g if not str(x).startswith("override:")], tag] for g in kept["guardrails"]]
                 kept["offered"], kept["withdraw_reason"] = True, ""
@@ -127,6 +135,10 @@ def apply_overrides(items: pd.DataFrame, overrides: list[Override], last: pd.Dat
             if changed[i] or o.fixed is not None:
                 items.at[j, "guardrails"] = [*items.at[j, "guardrails"], tag] + (["override_clipped"] if clipped[i] else [])
         items.loc[idx, "price_per_gpu_hour"] = final
+        if trace is not None:
+            trace.append(pd.DataFrame({"override": n, "pool": items.loc[idx, "pool"].to_numpy(),
+                                       "product": items.loc[idx, "product"].to_numpy(),
+                                       "start": items.loc[idx, "start"].to_numpy(), "before": p, "after": final}))
         log.append({"pool": o.pool, "product": o.product, "action": o.action, "reason": o.reason,
                     "items_matched": len(idx), "items_changed": int(changed.sum()), "items_clipped": int(clipped.sum())})
     items["discount_vs_reference"] = 1 - items["price_per_gpu_hour"] / items["reference_price"]

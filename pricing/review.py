@@ -34,7 +34,7 @@ def binding_counts(offered: pd.DataFrame) -> dict[str, int]:
 
 
 def offer_metrics(items: pd.DataFrame, held_pools: int, overrides_log: pd.DataFrame | None,
-                  diff_counts: dict[str, int]) -> dict[str, float]:
+                  diff_counts: dict[str, int], items_overridden: int = 0) -> dict[str, float]:
     """The night's offer in MLflow metric names (`items.offered.spot`, `revenue.expected`, ...).
 
     Expected revenue is what the demand model expects to sell at the published prices
@@ -62,48 +62,71 @@ def offer_metrics(items: pd.DataFrame, held_pools: int, overrides_log: pd.DataFr
     m.update({f"guardrail.{k}": float(v) for k, v in binding_counts(offered).items()})
     log = overrides_log if overrides_log is not None else pd.DataFrame()
     m["overrides.entries"] = float(len(log))
-    m["overrides.items_changed"] = float(pd.to_numeric(log.get("items_changed", pd.Series(dtype=float)),
-                                                       errors="coerce").fillna(0).sum()
-                                         + pd.to_numeric(log.get("items_kept_from_last_sheet", pd.Series(dtype=float)),
-                                                         errors="coerce").fillna(0).sum())
+    m["overrides.items_changed"] = float(items_overridden)
     m.update({f"diff.{k}": float(v) for k, v in diff_counts.items()})
     return m
 
 
 def override_effects(before: pd.DataFrame, after: pd.DataFrame, log: pd.DataFrame | None,
-                     max_change: float) -> tuple[pd.DataFrame, list[str]]:
-    """Per override (in file order): the items it changed, by how much against the optimizer's price
-    and against the last published price, and a warning for each one that moves a price past the
-    daily cap (overrides are deliberate, so they may; the reviewer must see that they did)."""
+                     max_change: float, trace: list[pd.DataFrame] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Per override (in file order): the items it changed that are on the final sheet, by how much
+    that entry itself moved them, where they ended against the last published price, and a warning
+    for each entry that pushed prices past the daily cap (overrides are deliberate, so they may;
+    the reviewer must see that they did).
+
+    `trace` is what pricing.overrides.apply_overrides recorded: each entry's own before/after, so
+    when two entries touch one item each is credited with its own step, and an item a later hold
+    replaced counts for the hold only."""
     cols = ["override", "pool", "product", "action", "reason", "items_changed", "change_min", "change_max",
             "vs_last_min", "vs_last_max", "past_daily_cap"]
     if log is None or log.empty:
         return pd.DataFrame(columns=cols), []
     key = ["pool", "product", "start"]
-    b = before[before["offered"].astype(bool)][key + ["price_per_gpu_hour"]].rename(columns={"price_per_gpu_hour": "_before"})
-    tags = after["guardrails"].map(lambda g: [str(x) for x in g] if isinstance(g, (list, tuple, np.ndarray)) else [])
+    fin = after[after["offered"].astype(bool)].copy()
+    fin["_held"] = fin["guardrails"].map(
+        lambda g: any(str(x).startswith("override:hold:") for x in g) if isinstance(g, (list, tuple, np.ndarray)) else False)
+    fin = fin[key + ["price_per_gpu_hour", "last_price", "_held"]].drop_duplicates(key)
+    steps = pd.concat(trace, ignore_index=True) if trace else pd.DataFrame(columns=["override", *key, "before", "after"])
+    base = before[before["offered"].astype(bool)][key + ["price_per_gpu_hour"]].drop_duplicates(key)
     rows, warnings = [], []
     for n, o in enumerate(log.to_dict("records"), start=1):
-        tag = f"override:{o['action']}:{o['reason']}"
-        hit = after[tags.map(lambda g: tag in g) & after["offered"].astype(bool)]
-        m = hit.merge(b.drop_duplicates(key), on=key, how="left")
-        new = m["price_per_gpu_hour"].astype(float)
-        ch = (new / m["_before"].astype(float) - 1).replace([np.inf, -np.inf], np.nan)
-        vs = (new / pd.to_numeric(m["last_price"], errors="coerce") - 1).replace([np.inf, -np.inf], np.nan)
-        past = int((vs.abs() > max_change + 1e-9).sum())
-        changed = int(o.get("items_changed", 0) or 0) if o["action"] != "hold" else int(o.get("items_kept_from_last_sheet", 0) or 0)
+        st = steps[steps["override"] == n].merge(fin, on=key, how="inner")
+        if o["action"] == "hold":  # the kept items, against what the optimizer would have sold
+            st = st[st["_held"]].merge(base.rename(columns={"price_per_gpu_hour": "_opt"}), on=key, how="left")
+            st["before"] = st["_opt"]
+        else:  # its own real changes that reached the sheet (not replaced by a later hold)
+            st = st[~st["_held"] & ((st["after"] - st["before"]).abs() > 1e-9)]
+        b, a = st["before"].astype(float), st["after"].astype(float)
+        last = pd.to_numeric(st["last_price"], errors="coerce").astype(float)
+        final = st["price_per_gpu_hour"].astype(float)
+        ch = (a / b - 1).replace([np.inf, -np.inf], np.nan)
+        vs = (final / last - 1).replace([np.inf, -np.inf], np.nan)
+        pushed = (a / last - 1).abs() > (b / last - 1).abs() + 1e-12  # this entry moved it away from the last price
+        past_mask = (vs.abs() > max_change + 1e-9) & (pushed if o["action"] != "hold" else False)
+        past = int(past_mask.sum())
         rows.append({"override": n, "pool": o["pool"], "product": o["product"], "action": o["action"], "reason": o["reason"],
-                     "items_changed": changed,
+                     "items_changed": len(st),
                      "change_min": ch.min() if ch.notna().any() else np.nan,
                      "change_max": ch.max() if ch.notna().any() else np.nan,
                      "vs_last_min": vs.min() if vs.notna().any() else np.nan,
                      "vs_last_max": vs.max() if vs.notna().any() else np.nan,
                      "past_daily_cap": past})
         if past:
-            worst = vs.loc[vs.abs().idxmax()]
+            worst = vs[past_mask].loc[vs[past_mask].abs().idxmax()]
             warnings.append(f"override #{n} ({o['pool']} / {o['product']}, {o['action']}: {o['reason']}) moves {past} "
                             f"item(s) by up to {worst:+.0%} against the last sheet, past the {max_change:.0%} daily cap")
     return pd.DataFrame(rows, columns=cols), warnings
+
+
+def overridden_items(after: pd.DataFrame, trace: list[pd.DataFrame] | None) -> int:
+    """Distinct items on the final sheet whose price an override set (a changed price or a hold)."""
+    if not trace:
+        return 0
+    key = ["pool", "product", "start"]
+    steps = pd.concat(trace, ignore_index=True)
+    real = steps[steps["before"].isna() | ((steps["after"] - steps["before"]).abs() > 1e-9)]
+    fin = after[after["offered"].astype(bool)][key].drop_duplicates()
+    return int(len(real[key].drop_duplicates().merge(fin, on=key, how="inner")))
 
 
 def largest_moves(diff: pd.DataFrame, n: int = 10) -> pd.DataFrame:

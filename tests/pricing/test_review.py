@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from pricing.overrides import Override, apply_overrides
-from pricing.review import binding_counts, largest_moves, offer_metrics, override_effects, rounded
+from pricing.review import binding_counts, largest_moves, offer_metrics, overridden_items, override_effects, rounded
 
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 
@@ -52,15 +52,45 @@ def test_override_effects_say_how_much_and_warn_past_the_daily_cap():
     it = _items()
     ovs = [Override(pool="a", product="spot", reason="desk", fixed=0.29),
            Override(pool="b", product="spot", reason="nudge", max=0.21)]
-    after, log = apply_overrides(it, ovs, None, T0)
-    table, warnings = override_effects(it, after, log, max_change=0.15)
+    trace = []
+    after, log = apply_overrides(it, ovs, None, T0, trace)
+    table, warnings = override_effects(it, after, log, max_change=0.15, trace=trace)
     a = table.set_index("pool").loc["a"]
     assert a["items_changed"] == 3  # 0.30 -> 0.29 once, 0.20 -> 0.29 twice
     assert abs(a["change_max"] - (0.29 / 0.20 - 1)) < 1e-9 and abs(a["change_min"] - (0.29 / 0.30 - 1)) < 1e-9
-    assert a["past_daily_cap"] == 3  # against the last price 0.20: +45%
+    # all three end +45% against the last price 0.20, but 0.30 -> 0.29 moved one towards it: 2 are its doing
+    assert a["past_daily_cap"] == 2
     b = table.set_index("pool").loc["b"]
     assert b["items_changed"] == 1 and b["past_daily_cap"] == 0  # 0.30 -> 0.21 is +5% vs last
     assert len(warnings) == 1 and "override #1" in warnings[0] and "+45%" in warnings[0] and "15% daily cap" in warnings[0]
+
+
+def test_each_override_is_credited_with_its_own_step_and_a_hold_replaces_earlier_ones():
+    """The reviewer's case: a fixed price raises pool a past the cap, a fleet-wide max then trims it
+    (and b); a hold on b replaces what the max did there. Each entry gets its own step; the
+    headline counts distinct items."""
+    it = _items()
+    last = it[it["offered"]].copy()  # the last sheet: every item at its last price
+    last["price_per_gpu_hour"] = last["last_price"]
+    ovs = [Override(pool="a", product="spot", reason="desk", fixed=0.29),
+           Override(pool="*", product="spot", reason="cap", max=0.27),
+           Override(pool="b", product="spot", reason="freeze b", hold=True)]
+    trace = []
+    after, log = apply_overrides(it, ovs, last, T0, trace)
+    table, warnings = override_effects(it, after, log, max_change=0.15, trace=trace)
+    t = table.set_index("override")
+    # 1: a's three blocks set to 0.29 (from 0.30 once, 0.20 twice); the two it raised end past the cap
+    assert t.loc[1, "items_changed"] == 3 and abs(t.loc[1, "change_max"] - (0.29 / 0.20 - 1)) < 1e-9
+    assert t.loc[1, "past_daily_cap"] == 2
+    # 2: trimmed a from 0.29 to 0.27 (b's change was replaced by the hold): it lowered prices, no warning
+    assert t.loc[2, "items_changed"] == 3 and t.loc[2, "change_max"] < 0 and t.loc[2, "past_daily_cap"] == 0
+    assert abs(t.loc[2, "vs_last_max"] - (0.27 / 0.20 - 1)) < 1e-9  # where a ended against the last sheet
+    # 3: b's three blocks kept from the last sheet
+    assert t.loc[3, "items_changed"] == 3 and t.loc[3, "past_daily_cap"] == 0
+    assert len(warnings) == 1 and warnings[0].startswith("override #1")
+    assert overridden_items(after, trace) == 6  # a's three and b's three, each once
+    m = offer_metrics(after, 0, log, {}, overridden_items(after, trace))
+    assert m["overrides.items_changed"] == 6 and m["overrides.entries"] == 3
 
 
 def test_largest_moves_spread_across_pools_and_products():
