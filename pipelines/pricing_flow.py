@@ -25,11 +25,11 @@ from pricing.capacity_risk import fit_capacity_risk
 from pricing.risk_calibration import apply_spot_calibration
 from pricing.drawdown import measure
 from pricing.diff import diff_items
-from pricing.engine import price_fleet
+from pricing.engine import price_fleet, reprice_expected_sold
 from pricing.findings import explain_grouped, pool_findings
 from pricing.optimizer import Market
 from pricing.overrides import OverrideError, apply_overrides, load_overrides
-from pricing.review import offer_metrics, overridden_items, override_effects, rounded
+from pricing.review import keyed, offer_metrics, overridden_items, override_effects, rounded
 from pricing.reference import comparable_references, load_reference_rates
 from pricing.reference_store import reference_age_warnings
 from pricing.sheet import PriceSheet, highest_version, latest_sheet_path, point_latest, public_items, publish
@@ -251,7 +251,8 @@ def log_pricing(run_id: str, settings: Settings, result: dict[str, Any], items: 
                 if (prods == "spot").any():
                     (charts / f"spot_{name}.png").write_bytes(spot_chart(items, g))
                 if prods.astype(str).str.startswith("reserved").any():
-                    (charts / f"reserved_{name}.png").write_bytes(reserved_chart(items, g))
+                    (charts / f"reserved_{name}.png").write_bytes(
+                        reserved_chart(items, g, term_discount=settings.pricing.term_discount))
             c.log_artifacts(run_id, str(charts), "charts")
         if findings is not None and len(findings):
             rounded(findings).to_csv(t / "findings.csv", index=False)
@@ -384,6 +385,10 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             override_table, override_warnings = override_effects(before, items, overrides_log, rules.max_daily_change,
                                                                  trace)
             items_overridden = overridden_items(items, trace)
+            key = ["pool", "product", "start"]
+            prior = keyed(items[key]).merge(keyed(before[key + ["price_per_gpu_hour"]]).drop_duplicates(key),
+                                            on=key, how="left")["price_per_gpu_hour"].to_numpy(float)
+            items["expected_gpu_hours_sold"] = reprice_expected_sold(items, prior, demand).to_numpy()
             for w in override_warnings:
                 logger.warning(w)
         items = apply_spot_calibration(items, inputs.get("calibration"))
@@ -409,7 +414,7 @@ def price(settings: Settings | None = None, as_of: datetime | None = None, force
             history.record_demand_fits(con, demand.table())
         finally:
             con.close()
-        metrics = offer_metrics(items, len(hold), overrides_log, counts, items_overridden)
+        metrics = offer_metrics(items, len(hold), overrides_log, counts, items_overridden, rules.term_discount)
         # everything that can fail is done: publishing is the last step that may raise
         if inputs["last"] is not None and inputs["last"]["content_sha256"] == sheet.content_sha256:
             status, version, reason = "unchanged", last_version, "same content as the last sheet"

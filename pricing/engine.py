@@ -72,6 +72,33 @@ def _expected_sold(res: pd.DataFrame, demand: DemandModel) -> np.ndarray:
     return out
 
 
+def reprice_expected_sold(items: pd.DataFrame, prior_price: np.ndarray, demand: DemandModel) -> pd.Series:
+    """Expected GPU-hours sold at each item's final price after a step (guardrails, an override)
+    moved it from `prior_price`, so the night's expected revenue is that of the published prices.
+
+    Reserved: the demand curve at the final price, as the engine computes it. Spot: the optimizer's
+    expectation at `prior_price` scaled by the curve's demand ratio (price ratio ^ -elasticity), at
+    most the GPU-hours offered; the optimizer's expectation over capacity samples is not redone,
+    so a raise is slightly under-, a cut slightly over-counted when capacity binds."""
+    out = pd.to_numeric(items["expected_gpu_hours_sold"], errors="coerce").astype(float).copy()
+    new = pd.to_numeric(items["price_per_gpu_hour"], errors="coerce").to_numpy(float)
+    old = np.asarray(prior_price, float)
+    moved = np.isfinite(new) & np.isfinite(old) & (old > 0) & (np.abs(new - old) > 1e-12) & items["offered"].astype(bool).to_numpy()
+    if not moved.any():
+        return out
+    res = moved & (items["product"] != "spot").to_numpy()
+    if res.any():
+        sub = items[res]
+        if {"gpus_total", "reference_price", "gpu_model"} <= set(sub.columns):
+            out[res] = _expected_sold(sub, demand)
+    spot = moved & (items["product"] == "spot").to_numpy()
+    for i in np.flatnonzero(spot):
+        e = demand.curve(str(items["gpu_model"].iat[i]), "spot").elasticity
+        cap = float(items["gpus_offered"].iat[i]) * float(items["hours"].iat[i])
+        out.iat[i] = min(out.iat[i] * (new[i] / old[i]) ** (-e), cap) if np.isfinite(out.iat[i]) else out.iat[i]
+    return out
+
+
 def held_items(last: pd.DataFrame | None, hold: dict[str, str], valid_from: pd.Timestamp) -> pd.DataFrame:
     """The last sheet's not-yet-started items of held pools, unchanged, marked hold_last."""
     if last is None or last.empty or not hold:
@@ -108,6 +135,7 @@ def price_fleet(
         spot = _guard(spot_offers(hourly, m, rules, demand, valid_from, res, booked, drawdowns, risk)
                       .assign(spot_expected_price=np.nan),
                       rules, anchor, parity=False)
+        spot["expected_gpu_hours_sold"] = reprice_expected_sold(spot, spot["base_price"].to_numpy(float), demand)
         res = reserved_prices(res, spot, rules, demand)
         res = _guard(res, rules, anchor, parity=True)
         res["interruption_risk"] = 0.0  # reserved capacity is promised; reclaim risk is priced in the quantity

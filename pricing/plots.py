@@ -153,7 +153,8 @@ def spot_chart(items: pd.DataFrame, gpu_model: str, top_n: int = TOP_POOLS) -> b
     return _png(spot_figure(items, gpu_model, top_n))
 
 
-def reserved_figure(items: pd.DataFrame, gpu_model: str, top_n: int | None = None):
+def reserved_figure(items: pd.DataFrame, gpu_model: str, top_n: int | None = None,
+                    term_discount: dict[int, float] | None = None):
     """Offered reserved prices of one GPU model: a panel per term, a point per pool (labelled with
     the GPUs offered), the spot parity each price had to clear, and the term's reference lines.
     Every reserved item of a night starts at the same block, so pools (not time) are the x axis;
@@ -178,6 +179,8 @@ def reserved_figure(items: pd.DataFrame, gpu_model: str, top_n: int | None = Non
         bottom, top, drawn, beyond = price_limits(pd.concat([it["price_per_gpu_hour"], parity]),
                                                   reference_levels(it, "reserved"))
         extra = _beyond_handles(beyond, top, "tab:purple")
+        if term_discount:  # each term's own ceiling, drawn in its panel, replaces the undiscounted one
+            drawn = {k: v for k, v in drawn.items() if not k.startswith("reserved ceiling")}
     if not terms:
         axes[0].text(0.5, 0.5, f"no reserved item of {gpu_model} offered tonight", transform=axes[0].transAxes,
                      ha="center")
@@ -213,6 +216,15 @@ def reserved_figure(items: pd.DataFrame, gpu_model: str, top_n: int | None = Non
                       fontsize=8)
         ax.set_xlim(-0.6, len(ticks) - 0.4)
         _draw_levels(ax, drawn, "tab:purple", label=ax is axes[0])
+        if term_discount:
+            from pricing.review import term_ceiling
+
+            tc = float(term_ceiling(g, term_discount).max())
+            lab = "term ceiling (reference - undercut - term discount)"
+            ax.axhline(tc, color="tab:purple", ls=":", lw=1.1, zorder=1, label=lab if lab not in seen else None)
+            ax.annotate(f"{tc:.3f}", (1.0, tc), xycoords=("axes fraction", "data"), xytext=(-3, 3),
+                        textcoords="offset points", ha="right", fontsize=7, color="tab:purple")
+            seen.add(lab)
         ax.set_title(f"{_term(term)}\nfrom {pd.Timestamp(g['start'].min()):%a %d %b %H:%M} UTC", fontsize=10)
         ax.set_xlabel("pool")
         ax.grid(alpha=0.25, lw=0.6, axis="y")
@@ -233,9 +245,10 @@ def reserved_figure(items: pd.DataFrame, gpu_model: str, top_n: int | None = Non
     return fig
 
 
-def reserved_chart(items: pd.DataFrame, gpu_model: str, top_n: int | None = None) -> bytes:
+def reserved_chart(items: pd.DataFrame, gpu_model: str, top_n: int | None = None,
+                   term_discount: dict[int, float] | None = None) -> bytes:
     """PNG of reserved_figure (`charts/reserved_<gpu>.png` of the price run)."""
-    return _png(reserved_figure(items, gpu_model, top_n))
+    return _png(reserved_figure(items, gpu_model, top_n, term_discount))
 
 
 PRODUCT_COLORS = {"spot": "tab:blue", "reserved_1d": "#c5b0d5", "reserved_7d": "#9467bd", "reserved_30d": "#5b3a8c"}

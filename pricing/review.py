@@ -21,20 +21,37 @@ def _at(price: pd.Series, bound: pd.Series) -> pd.Series:
     return ((p - b).abs() <= _TOL * b.abs().clip(lower=1.0)).fillna(False)
 
 
-def binding_counts(offered: pd.DataFrame) -> dict[str, int]:
-    """Items each guardrail bound: its clamp fired, or (floor, ceiling) the final price sits on it."""
+def term_ceiling(items: pd.DataFrame, term_discount: dict[int, float] | None) -> pd.Series:
+    """The highest price an item may have: the ceiling (reference less the undercut) and, for a
+    reserved term, less that term's discount too (the optimizer's upper bound)."""
+    ceil = pd.to_numeric(items["ceiling"], errors="coerce").astype(float)
+    if not term_discount or not len(items):
+        return ceil
+    days = (pd.to_numeric(items["hours"], errors="coerce") // 24).astype("Int64")
+    disc = days.map(lambda d: term_discount.get(int(d), 0.0) if pd.notna(d) else 0.0).astype(float)
+    reserved = items["product"].astype(str).str.startswith("reserved").to_numpy()
+    return ceil * np.where(reserved, 1.0 - disc.to_numpy(float), 1.0)
+
+
+def binding_counts(offered: pd.DataFrame, term_discount: dict[int, float] | None = None) -> dict[str, int]:
+    """Items each guardrail bound: its clamp fired, or (floor, ceiling) the final price sits on it;
+    a reserved price on its term's discounted ceiling counts as the ceiling too."""
     keys = [[str(x).split(":", 1)[0] for x in (g if isinstance(g, (list, tuple, np.ndarray)) else [])]
             for g in offered["guardrails"]] if len(offered) else []
     flagged = {g: pd.Series([g in k for k in keys], index=offered.index, dtype=bool) for g in GUARDRAILS}
     out = {g: int(s.sum()) for g, s in flagged.items()}
     if len(offered):
         for g in ("ceiling", "floor"):
-            out[g] = int((flagged[g] | _at(offered["price_per_gpu_hour"], offered[g])).sum())
+            at = _at(offered["price_per_gpu_hour"], offered[g])
+            if g == "ceiling":
+                at = at | _at(offered["price_per_gpu_hour"], term_ceiling(offered, term_discount))
+            out[g] = int((flagged[g] | at).sum())
     return out
 
 
 def offer_metrics(items: pd.DataFrame, held_pools: int, overrides_log: pd.DataFrame | None,
-                  diff_counts: dict[str, int], items_overridden: int = 0) -> dict[str, float]:
+                  diff_counts: dict[str, int], items_overridden: int = 0,
+                  term_discount: dict[int, float] | None = None) -> dict[str, float]:
     """The night's offer in MLflow metric names (`items.offered.spot`, `revenue.expected`, ...).
 
     Expected revenue is what the demand model expects to sell at the published prices
@@ -59,7 +76,7 @@ def offer_metrics(items: pd.DataFrame, held_pools: int, overrides_log: pd.DataFr
         m[f"gpu_hours.offered.{prod}"] = float(gh[sel].sum()) if len(offered) else 0.0
         m[f"revenue.expected.{prod}"] = float(rev[sel].sum()) if len(offered) else 0.0
     m["revenue.expected_spot"] = m.get("revenue.expected.spot", 0.0)  # the name earlier runs used
-    m.update({f"guardrail.{k}": float(v) for k, v in binding_counts(offered).items()})
+    m.update({f"guardrail.{k}": float(v) for k, v in binding_counts(offered, term_discount).items()})
     log = overrides_log if overrides_log is not None else pd.DataFrame()
     m["overrides.entries"] = float(len(log))
     m["overrides.items_changed"] = float(items_overridden)
@@ -85,9 +102,9 @@ def override_effects(before: pd.DataFrame, after: pd.DataFrame, log: pd.DataFram
     fin = after[after["offered"].astype(bool)].copy()
     fin["_held"] = fin["guardrails"].map(
         lambda g: any(str(x).startswith("override:hold:") for x in g) if isinstance(g, (list, tuple, np.ndarray)) else False)
-    fin = fin[key + ["price_per_gpu_hour", "last_price", "_held"]].drop_duplicates(key)
-    steps = pd.concat(trace, ignore_index=True) if trace else pd.DataFrame(columns=["override", *key, "before", "after"])
-    base = before[before["offered"].astype(bool)][key + ["price_per_gpu_hour"]].drop_duplicates(key)
+    fin = keyed(fin[key + ["price_per_gpu_hour", "last_price", "_held"]]).drop_duplicates(key)
+    steps = keyed(pd.concat(trace, ignore_index=True)) if trace else pd.DataFrame(columns=["override", *key, "before", "after"])
+    base = keyed(before[before["offered"].astype(bool)][key + ["price_per_gpu_hour"]]).drop_duplicates(key)
     rows, warnings = [], []
     for n, o in enumerate(log.to_dict("records"), start=1):
         st = steps[steps["override"] == n].merge(fin, on=key, how="inner")
@@ -118,14 +135,22 @@ def override_effects(before: pd.DataFrame, after: pd.DataFrame, log: pd.DataFram
     return pd.DataFrame(rows, columns=cols), warnings
 
 
+def keyed(df: pd.DataFrame) -> pd.DataFrame:
+    """`start` as datetime64[ns, UTC]: items from the engine and from a stored sheet carry different
+    units, and merging on mixed units fails."""
+    if "start" not in df or not len(df):
+        return df
+    return df.assign(start=pd.to_datetime(df["start"], utc=True).astype("datetime64[ns, UTC]"))
+
+
 def overridden_items(after: pd.DataFrame, trace: list[pd.DataFrame] | None) -> int:
     """Distinct items on the final sheet whose price an override set (a changed price or a hold)."""
     if not trace:
         return 0
     key = ["pool", "product", "start"]
-    steps = pd.concat(trace, ignore_index=True)
+    steps = keyed(pd.concat(trace, ignore_index=True))
     real = steps[steps["before"].isna() | ((steps["after"] - steps["before"]).abs() > 1e-9)]
-    fin = after[after["offered"].astype(bool)][key].drop_duplicates()
+    fin = keyed(after[after["offered"].astype(bool)][key]).drop_duplicates()
     return int(len(real[key].drop_duplicates().merge(fin, on=key, how="inner")))
 
 

@@ -88,6 +88,20 @@ def test_reserved_chart_has_a_panel_per_term_with_a_point_per_pool(readable_png)
     readable_png(reserved_chart(it, "V100"))
 
 
+def test_each_reserved_panel_draws_its_own_term_ceiling(readable_png):
+    it = items(3)
+    disc = {1: 0.0, 7: 0.05, 30: 0.12}
+    fig = reserved_figure(it, "V100", term_discount=disc)
+    ceil = float(it["ceiling"].max())
+    for ax, d in zip(fig.axes, (1, 7, 30)):
+        ys = {round(float(line.get_ydata()[0]), 6) for line in ax.get_lines() if line.get_linestyle() == ":"}
+        assert round(ceil * (1 - disc[d]), 6) in ys, (d, ys)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "term ceiling (reference - undercut - term discount)" in labels
+    assert not any(x.startswith("reserved ceiling") for x in labels)
+    readable_png(reserved_chart(it, "V100", term_discount=disc))
+
+
 def test_no_offers_of_a_model_still_draw_a_labelled_chart(readable_png):
     it = items(1)
     readable_png(reserved_chart(it[it["product"] == "spot"], "V100"), min_bytes=5_000)

@@ -35,6 +35,14 @@ def test_an_optimum_on_the_ceiling_counts_as_the_ceiling_binding():
     assert counts["max_change"] == 2 and counts["floor"] == 0 and counts["override"] == 0
 
 
+def test_a_reserved_price_on_its_term_ceiling_counts_as_the_ceiling():
+    it = _items()
+    sel = it["product"] == "reserved_7d"
+    it.loc[sel, "price_per_gpu_hour"] = 1.17 * (1 - 0.05)  # on the 7-day ceiling, below the undiscounted one
+    assert binding_counts(it[it["offered"]])["ceiling"] == 2  # the two spot blocks only
+    assert binding_counts(it[it["offered"]], {1: 0.0, 7: 0.05})["ceiling"] == 4
+
+
 def test_offer_metrics_per_product_add_up():
     m = offer_metrics(_items(), held_pools=1, overrides_log=None, diff_counts={"added": 3})
     assert m["items.offered"] == 8 and m["items.offered.spot"] == 6 and m["items.offered.reserved_7d"] == 2
