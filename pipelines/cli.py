@@ -260,7 +260,9 @@ def status(config: Optional[Path] = ConfigOpt) -> None:
 
     nights = pd.DataFrame() if nights is None else nights
     if len(early):  # nights that failed before they could record themselves (Prefect start, lock)
-        nights = pd.concat([x for x in (nights, early) if len(x)], ignore_index=True)
+        from pipelines.unrecorded_nights import merge
+
+        nights = merge(nights, early)
     if len(nights):
         _nights_table(nights)
     else:

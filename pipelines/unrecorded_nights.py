@@ -60,3 +60,27 @@ def read(settings: Settings, limit: int = 10) -> pd.DataFrame:
     for c in ("started_at", "finished_at"):
         df[c] = pd.to_datetime(df[c], utc=True)
     return df.sort_values("started_at", ascending=False).head(limit).reset_index(drop=True)
+
+
+def merge(nights: pd.DataFrame, early: pd.DataFrame) -> pd.DataFrame:
+    """Recorded nights with the unrecorded failures. A night that recorded its start and then hit
+    the lock mid-run left a `running` row it could not close: that row takes the failure (one
+    night, shown once), matched by a start inside the failure's [started_at - 5 s, finished_at]."""
+    if not len(early):
+        return nights
+    if not len(nights):
+        return early
+    nights = nights.copy()
+    started = pd.to_datetime(nights["started_at"], utc=True)
+    used = []
+    for j, e in early.iterrows():
+        cand = nights.index[(nights["status"] == "running") & (started >= e["started_at"] - pd.Timedelta(seconds=5))
+                            & (started <= e["finished_at"])]
+        if len(cand):
+            i = cand[0]
+            nights.loc[i, ["status", "failed_step", "reason"]] = ["failed", e["failed_step"], e["reason"]]
+            if "finished_at" in nights:
+                nights.loc[i, "finished_at"] = e["finished_at"]
+            used.append(j)
+    rest = early.drop(index=used)
+    return pd.concat([x for x in (nights, rest) if len(x)], ignore_index=True)

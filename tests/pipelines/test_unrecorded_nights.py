@@ -56,3 +56,24 @@ def test_a_locked_warehouse_is_listed_by_status_once_it_is_free(tmp_path: Path) 
     s = _cli(tmp_path, ["status"])
     assert s.returncode == 0, s.stdout + s.stderr
     assert "warehouse lock" in s.stdout and "last nightly runs" in s.stdout
+
+
+def test_a_night_locked_mid_run_is_shown_once_as_failed() -> None:
+    """It recorded its start (`running`), then the lock stopped it from closing that row."""
+    import pandas as pd
+
+    from pipelines.unrecorded_nights import merge
+
+    t = pd.Timestamp("2026-03-02 02:00", tz="UTC")
+    nights = pd.DataFrame({"started_at": [t - pd.Timedelta(days=1), t + pd.Timedelta(seconds=40)],
+                           "status": ["published", "running"], "failed_step": [None, None], "reason": [None, None],
+                           "finished_at": [t - pd.Timedelta(days=1) + pd.Timedelta(minutes=3), pd.NaT]})
+    early = pd.DataFrame({"started_at": [t, t - pd.Timedelta(days=3)], "status": ["failed", "failed"],
+                          "failed_step": ["warehouse lock", "Prefect server start"],
+                          "reason": ["WarehouseBusy: held by ingest", "TimeoutError"],
+                          "finished_at": [t + pd.Timedelta(minutes=2), t - pd.Timedelta(days=3) + pd.Timedelta(minutes=1)]})
+    out = merge(nights, early)
+    assert len(out) == 3 and (out["status"] == "running").sum() == 0
+    row = out[out["started_at"] == t + pd.Timedelta(seconds=40)].iloc[0]
+    assert row["status"] == "failed" and row["failed_step"] == "warehouse lock"
+    assert "Prefect server start" in set(out["failed_step"])  # an unrelated early failure stays its own row
