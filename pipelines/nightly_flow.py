@@ -130,7 +130,8 @@ def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> st
                       f"- withdrawn items {m.get('items.withdrawn', 0):.0f}, pools held {m.get('pools.held', 0):.0f}, "
                       f"mean discount vs reference {m.get('discount.mean', 0):.1%}",
                       f"- diff vs last sheet: {m.get('diff.added', 0):.0f} added, {m.get('diff.removed', 0):.0f} removed, "
-                      f"{m.get('diff.changed', 0):.0f} changed by more than the threshold"]
+                      f"{m.get('diff.changed', 0):.0f} moved past the threshold (against the same block or, for a "
+                      "new block, the nearest old one, as the daily cap judges them)"]
             g = {k.split(".", 1)[1]: v for k, v in m.items() if k.startswith("guardrail.")}
             if g:
                 lines += ["- guardrails, items where each bound the final price (an optimum on the ceiling counts): "
@@ -165,8 +166,10 @@ def summary_markdown(night: dict[str, Any], result: dict[str, Any] | None) -> st
             top = largest_moves(diff, 10)
             lines += ["", "## Largest price moves (vs the last sheet; one per pool and product)", "",
                       "| pool | product | start (UTC) | old | new | change | why |", "|---|---|---|---:|---:|---:|---|"]
-            lines += [f"| {r.pool} | {r.product} | {pd.Timestamp(r.start):%Y-%m-%d %H:%M} | {r.old_price:.4f} | "
-                      f"{r.new_price:.4f} | {r.change:+.1%} | {r.reasons} |" for r in top.itertuples()]
+            same = lambda r: pd.isna(getattr(r, "old_start", None)) or pd.Timestamp(r.old_start) == pd.Timestamp(r.start)  # noqa: E731
+            lines += [f"| {r.pool} | {r.product} | {pd.Timestamp(r.start):%Y-%m-%d %H:%M} | {r.old_price:.4f}"
+                      + ("" if same(r) else f" (block of {pd.Timestamp(r.old_start):%m-%d %H:%M})")
+                      + f" | {r.new_price:.4f} | {r.change:+.1%} | {r.reasons} |" for r in top.itertuples()]
     live = night.get("live") or {}
     if live:
         lines += ["", "## Last week, live (promises against what happened)", ""]

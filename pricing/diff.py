@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 _KEY = ["pool", "product", "start"]
-DIFF_COLS = ["pool", "product", "start", "old_price", "new_price", "change", "old_gpus", "new_gpus", "reasons"]
+DIFF_COLS = ["pool", "product", "start", "old_start", "old_price", "new_price", "change", "old_gpus", "new_gpus",
+             "reasons"]
 
 
 def _pair(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
@@ -43,7 +44,9 @@ def explain(r: pd.Series, forecast_tol: float) -> list[str]:
 
 def diff_items(new: pd.DataFrame, old: pd.DataFrame | None, threshold: float = 0.05,
                forecast_tol: float = 0.02) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Changes larger than `threshold` (relative) with reasons, plus counts of added/removed/changed."""
+    """Changes larger than `threshold` (relative) with reasons, plus counts: `added` / `removed` items
+    with no item at the same start on the other sheet, `changed` items that moved past the threshold
+    against the same block or, for an added one, the nearest old block (as the daily cap judges them)."""
     new = new[new["offered"].astype(bool)] if "offered" in new else new
     if old is None or old.empty:
         return pd.DataFrame(columns=DIFF_COLS), {"added": len(new), "removed": 0, "changed": 0, "unchanged": 0}
@@ -55,6 +58,8 @@ def diff_items(new: pd.DataFrame, old: pd.DataFrame | None, threshold: float = 0
     rows = p[big & p["old_price_per_gpu_hour"].notna()]
     out = pd.DataFrame({
         "pool": rows["pool"], "product": rows["product"], "start": rows["start"],
+        # a new block is compared with the nearest old one: say which (in the new sheet's time unit)
+        "old_start": pd.to_datetime(rows["old_start"], utc=True).astype(rows["start"].dtype),
         "old_price": rows["old_price_per_gpu_hour"], "new_price": rows["price_per_gpu_hour"],
         "change": change[rows.index], "old_gpus": rows["old_gpus_offered"], "new_gpus": rows["gpus_offered"],
         "reasons": ["; ".join(explain(r, forecast_tol)) for _, r in rows.iterrows()],

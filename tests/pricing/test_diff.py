@@ -68,6 +68,7 @@ def test_moves_are_explained():
 
     n = by[("p3", "spot", T0 + pd.Timedelta(days=1))]
     assert n.old_price == 1.00 and n.new_price == 1.20
+    assert n.old_start == T0 and b.old_start == b.start  # which old block a new one was judged against
     assert "optimizer" in n.reasons   # nothing underneath moved
 
 
