@@ -45,6 +45,27 @@ def live_week(settings: Settings, data_through: pd.Timestamp) -> tuple[dict[str,
     return week_metrics(spot, res, errors), spot, res
 
 
+def kept_sheet_metrics(settings: Settings, version: int | None) -> dict[str, float]:
+    """The offer metrics of the sheet a night kept (held, or nothing new to price), so the runs
+    table has a value for every night: what was on sale after it."""
+    if version is None:
+        return {}
+    from pipelines.warehouse_conn import open_warehouse
+    from pricing.review import offer_metrics
+    from warehouse.sheets import sheet_items
+
+    con = open_warehouse(settings, "nightly", read_only=True)
+    try:
+        items = sheet_items(con, int(version))
+    finally:
+        con.close()
+    if not len(items):
+        return {}
+    m = offer_metrics(items, 0, None, {}, 0, settings.pricing.term_discount)
+    return {k: v for k, v in m.items() if k.split(".", 1)[0] in ("items", "gpu_hours", "revenue", "discount", "pools")
+            and k != "pools.held"}
+
+
 def night_params(settings: Settings, retrain: str) -> dict[str, str]:
     """The settings that shaped the night's prices and forecast (short values, for comparing runs)."""
     p, f = settings.pricing, settings.forecast

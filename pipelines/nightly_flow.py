@@ -22,7 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipelines.forecast_flow import forecast, load_inputs, train_forecaster
 from pipelines.ingest_flow import ingest_calendar, ingest_telemetry
-from pipelines.night_record import headline, live_week, night_params, record_parent
+from pipelines.night_record import headline, kept_sheet_metrics, live_week, night_params, record_parent
 from pipelines.night_charts import log_review_charts
 from pipelines.pricing_flow import price
 from pipelines.retries import IO_RETRY
@@ -297,7 +297,9 @@ def nightly(settings: Settings | None = None, paths: list[str] | None = None, ca
         ("tags", lambda: [client.set_tag(parent, k, v) for k, v in (
             ("status", result["status"]), ("sheet_version", str(result.get("version"))))]),
         ("parent run", lambda: record_parent(client, parent, headline(night, result),
-                                             {**_ingest_metrics(night), **(result.get("metrics") or {}), **live},
+                                             {**_ingest_metrics(night),
+                                              **(result.get("metrics") or kept_sheet_metrics(settings, result.get("version"))),
+                                              **live},
                                              night_params(settings, retrain))),
         ("summary.md", lambda: _summary(client, parent, night, result)),
     ):

@@ -103,6 +103,14 @@ def spot_figure(items: pd.DataFrame, gpu_model: str, top_n: int = TOP_POOLS):
     named = order[:top_n]
     colors = [f"C{i % 10}" for i in range(len(named))]
     styles = ["-", "--", "-.", ":"]
+    # named pools with the very same prices would hide each other: such a group shares the line in
+    # alternating dashes (each colour visible), and the legend says so
+    sig = {p: tuple(it[it["pool"] == p].sort_values("start")[["start", "price_per_gpu_hour"]]
+                    .assign(price_per_gpu_hour=lambda d: d["price_per_gpu_hour"].round(4)).itertuples(index=False))
+           for p in named}
+    groups: dict[tuple, list[str]] = {}
+    for p in named:
+        groups.setdefault(sig[p], []).append(p)
     for rank, pool in enumerate(order[::-1]):  # the named pools last: on top
         g = it[it["pool"] == pool].sort_values("start")
         x, y = [], []
@@ -115,8 +123,14 @@ def spot_figure(items: pd.DataFrame, gpu_model: str, top_n: int = TOP_POOLS):
             gh = int((g["gpus_offered"] * g["hours"]).sum())
             lo, hi = g["price_per_gpu_hour"].min(), g["price_per_gpu_hour"].max()
             rng = f"{lo:.3f}" if abs(hi - lo) < 5e-4 else f"{lo:.3f}-{hi:.3f}"
-            ax.plot(x, y, color=colors[i], ls=styles[(i // 10) % 4], lw=1.8, zorder=4,
-                    label=f"{pool}: {rng} USD, {gh:,} GPU-h")
+            same = groups[sig[pool]]
+            if len(same) > 1:
+                n, j = len(same), same.index(pool)
+                ls, also = (3.0 * j, (3.0, 3.0 * (n - 1))), f" (line shared by {n})"
+            else:
+                ls, also = styles[(i // 10) % 4], ""
+            ax.plot(x, y, color=colors[i], ls=ls, lw=1.8, zorder=4,
+                    label=f"{pool}: {rng} USD, {gh:,} GPU-h{also}")
         else:
             ax.plot(x, y, color="#b0b0b0", lw=0.8, zorder=2,
                     label=f"{len(order) - len(named)} other pools (grey)" if rank == 0 else None)

@@ -110,6 +110,13 @@ def test_same_inputs_twice_change_nothing(night):
     assert after["pricing_runs"] == before["pricing_runs"] + 1  # the attempt is logged, nothing else moves
     assert latest_sheet_path(s.sheets_dir).read_bytes() == sheet_bytes
     assert list(_nights(s)["status"])[:2] == ["unchanged", "published"]
+    # the runs table has a value for this night too: what stayed on sale (sheet v1's offer)
+    c = mlflow.MlflowClient(s.mlflow_tracking_uri)
+    first = c.get_run(_nights(s).iloc[1]["mlflow_run_id"]).data.metrics
+    kept = c.get_run(out["mlflow_run_id"]).data.metrics
+    assert kept["items.offered"] == first["items.offered"] > 0
+    assert kept["gpu_hours.offered"] == first["gpu_hours.offered"]
+    assert abs(kept["revenue.expected"] - first["revenue.expected"]) < 0.01
 
 
 def test_an_override_file_is_honoured_by_the_next_publish(night):

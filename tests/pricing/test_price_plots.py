@@ -134,3 +134,18 @@ def test_nights_chart_stacks_products_and_revenue_per_night(readable_png):
     assert "UTC" in bottom.get_xlabel()
     readable_png(nights_chart(nights(5)))
     readable_png(nights_chart(nights(30)))
+
+
+def test_pools_at_the_same_prices_stay_visible(readable_png):
+    """Three pools flat on the ceiling would draw one line over another: they share it in dashes."""
+    it = items(4)
+    same = it["pool"].isin(["pool-01", "pool-02", "pool-03"]) & (it["product"] == "spot")
+    it.loc[same, "price_per_gpu_hour"] = 0.284
+    ax = spot_figure(it, "V100").axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sum("(line shared by 3)" in x for x in labels) == 3
+    assert not any("pool-00" in x and "shared" in x for x in labels)
+    dashed = [line for line in ax.get_lines() if "line shared" in line.get_label()]
+    offsets = {line.get_dashes()[0] if hasattr(line, "get_dashes") else line._dash_pattern[0] for line in dashed}
+    assert len(dashed) == 3 and len(offsets) == 3  # each its own phase: every colour shows
+    readable_png(spot_chart(it, "V100"))
