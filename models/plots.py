@@ -101,7 +101,7 @@ def fan_figure(
         fc = fc[(fc["ds"] >= x0 - pd.Timedelta(hours=1)) & (fc["ds"] <= x1 + pd.Timedelta(hours=1))]
 
     fig = Figure(figsize=(11, 5.2), dpi=100)  # height set below, once the legend's rows are known
-    ax = fig.add_axes((0.065, 0.34, 0.915, 0.56))
+    ax = fig.add_axes((0.065, 0.34, 0.89, 0.56))  # right edge 0.955: room for the last date label
     top = 0.0
     if len(hist):
         ax.plot(hist["ds"], hist["y"], color="#222222", lw=1.5, label="idle GPUs (observed)", zorder=4)
@@ -179,7 +179,7 @@ def fan_figure(
     above, axes_h, below, legend_h = 0.62, 2.9, 0.62, 0.2 * rows + 0.12
     height = above + axes_h + below + legend_h
     fig.set_size_inches(11, height)
-    ax.set_position((0.065, (below + legend_h) / height, 0.915, axes_h / height))
+    ax.set_position((0.065, (below + legend_h) / height, 0.89, axes_h / height))
     fig.text(0.065, 1 - 0.12 / height, title, fontsize=11, ha="left", va="top")
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, (legend_h + 0.06) / height), ncol=3, fontsize=8,
                frameon=False)
