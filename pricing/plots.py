@@ -210,7 +210,7 @@ def reserved_figure(items: pd.DataFrame, gpu_model: str, top_n: int | None = Non
         ax.scatter(xs, gn["price_per_gpu_hour"], s=46, color="tab:purple", zorder=5, label=lab if lab not in seen else None)
         seen.add(lab)
         for xi, r in zip(xs, gn.itertuples(index=False)):
-            ax.annotate(f"{int(r.gpus_offered)}", (xi, r.price_per_gpu_hour), textcoords="offset points", xytext=(6, -3),
+            ax.annotate(f"{int(r.gpus_offered)}", (xi, r.price_per_gpu_hour), textcoords="offset points", xytext=(5, 3), va="bottom",
                         fontsize=8, color="tab:purple")
         if "spot_expected_price" in gn and gn["spot_expected_price"].notna().any():
             lab = "spot parity (lower bound)"
@@ -236,8 +236,8 @@ def reserved_figure(items: pd.DataFrame, gpu_model: str, top_n: int | None = Non
             tc = float(term_ceiling(g, term_discount).max())
             lab = "term ceiling (reference - undercut - term discount)"
             ax.axhline(tc, color="tab:purple", ls=":", lw=1.1, zorder=1, label=lab if lab not in seen else None)
-            ax.annotate(f"{tc:.3f}", (1.0, tc), xycoords=("axes fraction", "data"), xytext=(-3, 3),
-                        textcoords="offset points", ha="right", fontsize=7, color="tab:purple")
+            ax.annotate(f"{tc:.3f}", (0.0, tc), xycoords=("axes fraction", "data"), xytext=(3, -3),
+                        textcoords="offset points", ha="left", va="top", fontsize=7, color="tab:purple")
             seen.add(lab)
         ax.set_title(f"{_term(term)}\nfrom {pd.Timestamp(g['start'].min()):%a %d %b %H:%M} UTC", fontsize=10)
         ax.set_xlabel("pool")
