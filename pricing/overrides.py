@@ -98,7 +98,7 @@ def apply_overrides(items: pd.DataFrame, overrides: list[Override], last: pd.Dat
     items = items.copy()
     items["guardrails"] = [list(g) if isinstance(g, (list, tuple, np.ndarray)) else [] for g in items["guardrails"]]
     log = []
-    for n, o in enumerate(overrides, start=1):
+    for num, o in enumerate(overrides, start=1):
         held = pd.Series([any(str(x).startswith("override:hold:") for x in g) for g in items["guardrails"]],
                          index=items.index, dtype=bool)
         hit = o.matches(items["pool"], items["product"]) & items["offered"].astype(bool) & ~held  # a hold is final
@@ -111,7 +111,7 @@ def apply_overrides(items: pd.DataFrame, overrides: list[Override], last: pd.Dat
             n = int(hit_any.sum())
             items = items[~hit_any]
             if trace is not None:
-                trace.append(pd.DataFrame({"override": n, "pool": kept.get("pool", pd.Series(dtype=object)),
+                trace.append(pd.DataFrame({"override": num, "pool": kept.get("pool", pd.Series(dtype=object)),
                                            "product": kept.get("product", pd.Series(dtype=object)),
                                            "start": kept.get("start", pd.Series(dtype=object)), "before": np.nan,
                                            "after": kept.get("price_per_gpu_hour", pd.Series(dtype=float))}))
@@ -136,7 +136,7 @@ def apply_overrides(items: pd.DataFrame, overrides: list[Override], last: pd.Dat
                 items.at[j, "guardrails"] = [*items.at[j, "guardrails"], tag] + (["override_clipped"] if clipped[i] else [])
         items.loc[idx, "price_per_gpu_hour"] = final
         if trace is not None:
-            trace.append(pd.DataFrame({"override": n, "pool": items.loc[idx, "pool"].to_numpy(),
+            trace.append(pd.DataFrame({"override": num, "pool": items.loc[idx, "pool"].to_numpy(),
                                        "product": items.loc[idx, "product"].to_numpy(),
                                        "start": items.loc[idx, "start"].to_numpy(), "before": p, "after": final}))
         log.append({"pool": o.pool, "product": o.product, "action": o.action, "reason": o.reason,

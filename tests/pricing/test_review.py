@@ -82,7 +82,7 @@ def test_each_override_is_credited_with_its_own_step_and_a_hold_replaces_earlier
     last["price_per_gpu_hour"] = last["last_price"]
     ovs = [Override(pool="a", product="spot", reason="desk", fixed=0.29),
            Override(pool="*", product="spot", reason="cap", max=0.27),
-           Override(pool="b", product="spot", reason="freeze b", hold=True)]
+           Override(pool="b", product="*", reason="freeze b", hold=True)]  # 4 items: not its number (3)
     trace = []
     after, log = apply_overrides(it, ovs, last, T0, trace)
     table, warnings = override_effects(it, after, log, max_change=0.15, trace=trace)
@@ -93,12 +93,12 @@ def test_each_override_is_credited_with_its_own_step_and_a_hold_replaces_earlier
     # 2: trimmed a from 0.29 to 0.27 (b's change was replaced by the hold): it lowered prices, no warning
     assert t.loc[2, "items_changed"] == 3 and t.loc[2, "change_max"] < 0 and t.loc[2, "past_daily_cap"] == 0
     assert abs(t.loc[2, "vs_last_max"] - (0.27 / 0.20 - 1)) < 1e-9  # where a ended against the last sheet
-    # 3: b's three blocks kept from the last sheet
-    assert t.loc[3, "items_changed"] == 3 and t.loc[3, "past_daily_cap"] == 0
+    # 3: b's three blocks and its reserved item kept from the last sheet
+    assert t.loc[3, "items_changed"] == 4 and t.loc[3, "past_daily_cap"] == 0
     assert len(warnings) == 1 and warnings[0].startswith("override #1")
-    assert overridden_items(after, trace) == 6  # a's three and b's three, each once
+    assert overridden_items(after, trace) == 7  # a's three and b's four, each once
     m = offer_metrics(after, 0, log, {}, overridden_items(after, trace))
-    assert m["overrides.items_changed"] == 6 and m["overrides.entries"] == 3
+    assert m["overrides.items_changed"] == 7 and m["overrides.entries"] == 3
 
 
 def test_largest_moves_spread_across_pools_and_products():
