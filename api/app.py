@@ -12,7 +12,7 @@ import contextlib
 import gc
 import logging
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
@@ -72,7 +72,7 @@ def _only(request: Request, allowed: frozenset[str] = frozenset()) -> None:
     """A misspelt parameter (`?limt=5`) must not be silently ignored (names are cut short in the reply)."""
     names = [k for k, _ in request.query_params.multi_items()]
     unknown(names, allowed)
-    twice = sorted({k for k in names if names.count(k) > 1})
+    twice = sorted(k for k, n in Counter(names).items() if n > 1)
     if twice:
         raise ApiError(422, "invalid_request", f"{clip(twice[0])} is given more than once",
                        [{"field": f"query.{clip(k)}", "message": "given more than once", "type": "value_error"}
@@ -245,8 +245,7 @@ def create_app(config: ApiConfig) -> LeasingApi:
     # ---- probes ---------------------------------------------------------------------------------
     def _internal_caller(request: Request) -> bool:
         """Whether a public route was called with an internal key (the Gate checks keys only where needed)."""
-        a = request.headers.get("authorization", "")
-        presented = a[7:].strip() if a[:7].lower() == "bearer " else request.headers.get("x-api-key", "").strip()
+        presented = request.scope.get("state", {}).get("presented_key")
         rec = keys.check(presented) if presented else None
         return rec is not None and rec.allows("internal")
 

@@ -113,6 +113,7 @@ class Gate:
             rid = f"{self._id_prefix}{next(self._ids):08x}"
         state = scope.setdefault("state", {})
         state["request_id"] = rid
+        state["presented_key"] = presented  # public routes may still tell an internal caller apart (/readyz)
         rid_b = rid.encode()
         info = {"status": 500, "bytes": 0, "started": False}
 

@@ -92,10 +92,12 @@ def reprice_expected_sold(items: pd.DataFrame, prior_price: np.ndarray, demand: 
         if {"gpus_total", "reference_price", "gpu_model"} <= set(sub.columns):
             out[res] = _expected_sold(sub, demand)
     spot = moved & (items["product"] == "spot").to_numpy()
-    for i in np.flatnonzero(spot):
-        e = demand.curve(str(items["gpu_model"].iat[i]), "spot").elasticity
-        cap = float(items["gpus_offered"].iat[i]) * float(items["hours"].iat[i])
-        out.iat[i] = min(out.iat[i] * (new[i] / old[i]) ** (-e), cap) if np.isfinite(out.iat[i]) else out.iat[i]
+    if spot.any():  # one curve per GPU model, not per item (a fleet night has tens of thousands of blocks)
+        models = items["gpu_model"].astype(str).to_numpy()[spot]
+        e = pd.Series(models).map({g: demand.curve(g, "spot").elasticity for g in set(models)}).to_numpy(float)
+        cap = (pd.to_numeric(items["gpus_offered"], errors="coerce") * pd.to_numeric(items["hours"], errors="coerce")
+               ).to_numpy(float)[spot]
+        out[spot] = np.minimum(out[spot].to_numpy(float) * (new[spot] / old[spot]) ** (-e), cap)  # NaN stays NaN
     return out
 
 
